@@ -1,0 +1,585 @@
+"""Reading, units, cleaning and quality control of one 3D face scan.
+
+The first stage of the method: a raw file (OBJ + MTL + texture, PLY, STL, OFF, GLB/glTF)
+becomes one clean triangle mesh in millimetres with its colour (UV + image, or vertex
+colours), and one QC record that says in plain words what was wrong with it.
+:func:`ingest_scan` never raises for bad scan data, so one broken file cannot stop a cohort.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path, PurePosixPath
+from time import perf_counter
+from typing import Any
+
+import fast_simplification
+import numpy as np
+import trimesh
+from PIL import Image
+from scipy.spatial import cKDTree
+
+MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
+COMPANION_SUFFIXES = (
+    ".mtl", ".png", ".jpg", ".jpeg", ".bmp", ".tga", ".bin", ".txt", ".csv", ".json",
+)  # fmt: skip
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tga")
+UNIT_SCALES: dict[str, float] = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
+#: Share of faces removed by cleaning above which a scan is flagged for a human look.
+HEAVY_CLEANING_FRACTION = 0.2
+QC_COLUMNS = (
+    "subject_id", "status", "reason", "source_format", "n_vertices_raw", "n_faces_raw",
+    "n_vertices", "n_faces", "bbox_x_mm", "bbox_y_mm", "bbox_z_mm", "units_inferred",
+    "scale_to_mm", "has_texture", "has_vertex_colors", "seconds",
+)  # fmt: skip
+
+# Leading bytes of files people mistake for meshes, named as `file(1)` names them.
+_MAGIC = (
+    (b"\x89PNG", "PNG image data"), (b"\xff\xd8\xff", "JPEG image data"),
+    (b"GIF8", "GIF image data"), (b"%PDF", "PDF document"), (b"PK\x03\x04", "Zip archive data"),
+    (b"\x1f\x8b", "gzip compressed data"), (b"II*\x00", "TIFF image data"),
+    (b"MM\x00*", "TIFF image data"),
+)  # fmt: skip
+
+
+class ScanError(ValueError):
+    """A scan file cannot be used; the message says why in plain words."""
+
+
+def group_scan_files(relative_paths: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Find each subject's mesh file in the listing of a raw cohort folder.
+
+    Parameters
+    ----------
+    relative_paths : iterable of str
+        Paths relative to the cohort folder, e.g. ``"s001.ply"`` or ``"s002/scan.obj"``
+        (the keys of a Kedro ``PartitionedDataset``).
+
+    Returns
+    -------
+    scans : dict of str to str
+        ``subject_id -> relative path`` of its one mesh file, sorted by subject.
+    rejected : dict of str to str
+        ``subject_id`` (or file stem) ``-> reason`` for entries that are not usable scans.
+        Companion files (materials, images, tables) are ignored silently.
+    """
+    found: dict[str, list[str]] = {}
+    unsupported: dict[str, list[str]] = {}
+    for raw in relative_paths:
+        path = PurePosixPath(str(raw).replace("\\", "/"))
+        if not path.name or any(part.startswith(".") for part in path.parts):
+            continue  # hidden files (.DS_Store, .gitkeep) are not scans
+        # a top-level file is named after its subject; a nested file belongs to its folder
+        subject = path.stem if len(path.parts) == 1 else path.parts[0]
+        suffix = path.suffix.lower()
+        if suffix in MESH_SUFFIXES:
+            found.setdefault(subject, []).append(str(path))
+        elif suffix not in COMPANION_SUFFIXES:
+            unsupported.setdefault(subject, []).append(suffix or "(no extension)")
+    supported = ", ".join(MESH_SUFFIXES)
+    scans: dict[str, str] = {}
+    rejected: dict[str, str] = {}
+    for subject in sorted(found.keys() | unsupported.keys()):
+        meshes = sorted(found.get(subject, []))
+        if len(meshes) == 1:
+            scans[subject] = meshes[0]
+        elif meshes:
+            rejected[subject] = f"{len(meshes)} mesh files for one subject: {', '.join(meshes)}"
+        else:
+            kinds = ", ".join(f"'{s}'" for s in sorted(set(unsupported[subject])))
+            rejected[subject] = f"unsupported format {kinds} (supported: {supported})"
+    return scans, rejected
+
+
+def texture_image(mesh: trimesh.Trimesh) -> Image.Image | None:
+    """The mesh's texture image, or None when it has no UV or no real image."""
+    visual = mesh.visual
+    if getattr(visual, "kind", None) != "texture" or getattr(visual, "uv", None) is None:
+        return None
+    material = visual.material
+    image = getattr(material, "baseColorTexture", None)
+    if image is None:
+        image = getattr(material, "image", None)
+    # trimesh puts a 2 x 2 one-colour placeholder where a file named no image or lost it
+    if image is None or image.width * image.height <= 4:
+        return None
+    return image
+
+
+def has_vertex_colors(mesh: trimesh.Trimesh) -> bool:
+    """True when the mesh carries per-vertex colours."""
+    return getattr(mesh.visual, "kind", None) == "vertex"
+
+
+def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> trimesh.Trimesh:
+    """Read one scan file into one mesh, keeping its texture or vertex colours.
+
+    Scenes (glTF, multi-material OBJ) are flattened into one mesh with node transforms applied;
+    vertex order is kept where trimesh allows. A missing texture image is not an error: the
+    geometry loads and ``mesh.metadata['warnings']`` says what is missing.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file with one of :data:`MESH_SUFFIXES`.
+    companion_texture : bool
+        When the mesh has UV but its file names no image, use an image beside it: the one with
+        the mesh's stem, or the only image in a folder that holds only this mesh.
+
+    Returns
+    -------
+    mesh : trimesh.Trimesh
+        ``vertices (n, 3) float``, ``faces (m, 3) int``; metadata ``source_file``,
+        ``source_format`` and ``warnings`` (list of str).
+
+    Raises
+    ------
+    ScanError
+        Anything unusable: unsupported format, empty, truncated, not a mesh, zero faces.
+    """
+    path = Path(path)
+    fmt = path.suffix.lower()
+    if fmt not in MESH_SUFFIXES:
+        raise ScanError(f"unsupported format '{fmt}' (supported: {', '.join(MESH_SUFFIXES)})")
+    if not path.is_file():
+        raise ScanError(f"file not found: {path}")
+    data = path.read_bytes()
+    _check_content(data, fmt)
+    problems = _check_obj(data.decode("utf-8", "replace"), path.parent) if fmt == ".obj" else []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # trimesh's NaN warnings on odd UVs say nothing new
+            scene = trimesh.load_scene(path, file_type=fmt[1:], process=False, maintain_order=True)
+            parts = scene.dump()
+    except ScanError:
+        raise
+    except Exception as exc:
+        raise ScanError(f"could not parse {fmt[1:].upper()} file: {exc}") from exc
+    meshes = [p for p in parts if isinstance(p, trimesh.Trimesh) and len(p.faces)]
+    if not meshes:
+        n_points = sum(len(getattr(p, "vertices", ())) for p in parts)
+        raise ScanError(
+            f"zero faces ({n_points} vertices, no faces)" if n_points else "no geometry"
+        )
+    mesh = meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
+    if fmt == ".stl":
+        mesh.merge_vertices()  # STL stores every triangle corner apart; weld for connectivity
+    has_uv = getattr(mesh.visual, "uv", None) is not None
+    if companion_texture and has_uv and texture_image(mesh) is None:
+        if image_path := _companion_image(path):
+            with Image.open(image_path) as image:
+                image.load()
+            mesh.visual.material = trimesh.visual.material.SimpleMaterial(image=image)
+            problems.append(f"texture taken from {image_path.name} beside the mesh")
+    mesh.metadata = {k: v for k, v in mesh.metadata.items() if _plain_metadata(k, v)}
+    mesh.metadata.update(source_file=str(path), source_format=fmt[1:], warnings=problems)
+    return mesh
+
+
+def infer_units(
+    mesh: trimesh.Trimesh, plausible_size_mm: tuple[float, float] = (90.0, 700.0)
+) -> tuple[str, float]:
+    """Guess the length unit of a head or face scan from its size.
+
+    Rule: ``size`` is the longest side of the axis-aligned bounding box (scan axes are not
+    standardised, so "width" cannot be picked). A face is about 120-160 mm wide and 200 mm
+    tall, a bust up to about 600 mm, so the unit is the one of mm / cm / m that puts ``size``
+    inside ``plausible_size_mm``. The three ranges do not overlap (a metres scan measures
+    0.09-0.7, centimetres 9-70, millimetres 90-700); a size between them takes the unit whose
+    range is nearest on a log scale, and callers should flag it as uncertain.
+
+    Returns
+    -------
+    units : str
+        ``'mm'``, ``'cm'`` or ``'m'``.
+    scale : float
+        Factor to millimetres (1, 10 or 1000).
+    """
+    size = float(np.max(np.ptp(mesh.vertices, axis=0))) if len(mesh.vertices) else 0.0
+    if not math.isfinite(size) or size <= 0:
+        raise ScanError("cannot infer units: the mesh has no extent")
+    low, high = plausible_size_mm
+
+    def distance(scale: float) -> float:
+        scaled = size * scale
+        return max(math.log(low / scaled), math.log(scaled / high), 0.0)
+
+    units = min(UNIT_SCALES, key=lambda u: distance(UNIT_SCALES[u]))
+    return units, UNIT_SCALES[units]
+
+
+def to_millimetres(
+    mesh: trimesh.Trimesh,
+    units: str = "auto",
+    plausible_size_mm: tuple[float, float] = (90.0, 700.0),
+) -> tuple[trimesh.Trimesh, str, float]:
+    """Scale a copy of ``mesh`` to millimetres.
+
+    Parameters
+    ----------
+    units : {'auto', 'mm', 'cm', 'm'}
+        The file's unit; ``'auto'`` infers it with :func:`infer_units`.
+
+    Returns
+    -------
+    mesh_mm : trimesh.Trimesh
+        Scaled copy; metadata ``units_inferred``, ``scale_to_mm`` and ``units`` set.
+    units : str
+        The unit used.
+    scale : float
+        The factor applied.
+    """
+    _check_units(units)
+    if units == "auto":
+        units, scale = infer_units(mesh, plausible_size_mm)
+    else:
+        scale = UNIT_SCALES[units]
+    scaled = mesh.copy()
+    scaled.vertices = mesh.vertices * scale
+    scaled.metadata.update(units_inferred=units, scale_to_mm=scale, units="millimeters")
+    return scaled, units, scale
+
+
+def clean_mesh(
+    mesh: trimesh.Trimesh, *, vertex_budget: int = 60000, min_component_fraction: float = 0.05
+) -> tuple[trimesh.Trimesh, list[str]]:
+    """Remove broken geometry and stray parts, then decimate to ``vertex_budget`` vertices.
+
+    Steps: drop NaN/inf vertices and their faces; drop degenerate faces (a repeated corner
+    after welding seams, or an area below ``(1e-6 * bbox diagonal)**2``); keep the largest
+    connected component plus any with ``>= min_component_fraction`` of its faces (scanner
+    fragments and floating noise go); drop unreferenced vertices; above the budget, decimate
+    the welded geometry and carry UV / vertex colours over from the nearest original vertex.
+
+    Returns
+    -------
+    mesh : trimesh.Trimesh
+        The cleaned mesh; ``metadata['cleaning']`` holds the counts behind the notes.
+    notes : list of str
+        What was done, e.g. ``'kept 1 of 37 components'``.
+
+    Raises
+    ------
+    ScanError
+        When no face survives.
+    """
+    notes: list[str] = []
+    n_faces_in = len(mesh.faces)
+    if n_faces_in == 0:
+        raise ScanError("zero faces")
+    unreferenced = len(mesh.vertices) - len(np.unique(mesh.faces))
+    finite = np.isfinite(mesh.vertices).all(axis=1)
+    if not finite.all():
+        notes.append(f"removed {int((~finite).sum())} vertices with NaN/inf coordinates")
+        mesh = _subset(mesh, finite[mesh.faces].all(axis=1))
+    if unreferenced:
+        notes.append(f"removed {unreferenced} unreferenced vertices")
+    welded = _weld_index(mesh.vertices)[mesh.faces]
+    diagonal = float(np.linalg.norm(np.ptp(mesh.vertices, axis=0))) if len(mesh.faces) else 0.0
+    # relative area threshold: "zero" must mean the same for a scan in metres and in mm
+    tiny = trimesh.triangles.area(mesh.vertices[mesh.faces]) <= (1e-6 * diagonal) ** 2
+    repeated = (welded[:, [0, 1, 2]] == welded[:, [1, 2, 0]]).any(axis=1)
+    degenerate = repeated | tiny
+    if degenerate.any():
+        notes.append(f"removed {int(degenerate.sum())} degenerate faces")
+    keep = ~degenerate
+    if keep.any():
+        adjacency = trimesh.graph.face_adjacency(faces=welded[keep])
+        labels = trimesh.graph.connected_component_labels(adjacency, node_count=int(keep.sum()))
+        sizes = np.bincount(labels)
+        kept_labels = sizes >= max(sizes.max() * min_component_fraction, 1)
+        if not kept_labels.all():
+            notes.append(f"kept {int(kept_labels.sum())} of {len(sizes)} components")
+        keep[keep] = kept_labels[labels]
+    if not keep.any():
+        raise ScanError("zero faces after cleaning")
+    mesh = _subset(mesh, keep)
+    removed = n_faces_in - len(mesh.faces)
+    decimated_from = 0
+    if len(mesh.vertices) > vertex_budget:
+        decimated_from = len(mesh.vertices)
+        mesh = _decimate(mesh, vertex_budget)
+        notes.append(f"decimated {decimated_from} -> {len(mesh.vertices)} vertices")
+    mesh.metadata["cleaning"] = {
+        "nonfinite_vertices": int((~finite).sum()),
+        "faces_removed": int(removed),
+        "faces_removed_fraction": removed / max(n_faces_in, 1),
+        "decimated_from": decimated_from,
+    }
+    mesh.metadata["cleaning_notes"] = list(notes)
+    return mesh, notes
+
+
+def ingest_scan(
+    source: str | os.PathLike | Callable[[], trimesh.Trimesh],
+    subject_id: str,
+    *,
+    units: str = "auto",
+    vertex_budget: int = 60000,
+    min_component_fraction: float = 0.05,
+    plausible_width_mm: tuple[float, float] = (90.0, 700.0),
+) -> tuple[trimesh.Trimesh | None, dict[str, Any]]:
+    """Read, clean and scale one scan to millimetres, recording QC; never raises on bad data.
+
+    Parameters
+    ----------
+    source : path or callable
+        A scan file, or a no-argument loader returning a mesh (what a Kedro
+        ``PartitionedDataset`` hands a node). Any exception from the loader becomes a failed row.
+    subject_id : str
+        The partition key.
+    units : {'auto', 'mm', 'cm', 'm'}
+        The file's unit; ``'auto'`` infers it. An invalid value raises ``ValueError`` (a
+        configuration error, unlike bad scan data).
+    plausible_width_mm : (2,) float
+        Range for the longest bounding-box side after scaling; outside it, units are flagged.
+
+    Returns
+    -------
+    mesh : trimesh.Trimesh or None
+        Clean mesh in mm (None when failed); metadata ``subject_id``, ``units_inferred``,
+        ``scale_to_mm``, ``warnings`` and ``qc`` (the record).
+    record : dict
+        One QC row with the keys of :data:`QC_COLUMNS`; ``status`` is ``'ok'``, ``'warning'``
+        or ``'failed'``, ``reason`` joins plain-word reasons with ``'; '``.
+    """
+    _check_units(units)
+    start = perf_counter()
+    record: dict[str, Any] = dict.fromkeys(QC_COLUMNS, 0)
+    record.update(subject_id=subject_id, status="ok", reason="", units_inferred="")
+    record.update(dict.fromkeys(("bbox_x_mm", "bbox_y_mm", "bbox_z_mm", "scale_to_mm"), math.nan))
+    record.update(has_texture=False, has_vertex_colors=False)
+    is_loader = callable(source)
+    record["source_format"] = "" if is_loader else Path(source).suffix.lower().lstrip(".")
+    problems: list[str] = []
+    result = None
+    try:
+        raw = source() if is_loader else read_scan(source)
+        if not isinstance(raw, trimesh.Trimesh):
+            raise ScanError(f"loader returned {type(raw).__name__}, not a triangle mesh")
+        record["source_format"] = raw.metadata.get("source_format", record["source_format"])
+        record.update(n_vertices_raw=len(raw.vertices), n_faces_raw=len(raw.faces))
+        problems += list(raw.metadata.get("warnings", []))
+        clean, notes = clean_mesh(
+            raw, vertex_budget=vertex_budget, min_component_fraction=min_component_fraction
+        )
+        stats = clean.metadata["cleaning"]
+        if stats["nonfinite_vertices"]:
+            problems.append(f"removed {stats['nonfinite_vertices']} NaN/inf vertices")
+        if stats["faces_removed_fraction"] > HEAVY_CLEANING_FRACTION:
+            share = 100 * stats["faces_removed_fraction"]
+            problems.append(f"heavy cleaning: {share:.0f}% of faces removed")
+        if stats["decimated_from"]:
+            problems.append(
+                f"decimated {stats['decimated_from']} -> {len(clean.vertices)} vertices"
+            )
+        result, used_units, scale = to_millimetres(clean, units, plausible_width_mm)
+        extents = np.ptp(result.vertices, axis=0)
+        low, high = plausible_width_mm
+        if not low <= extents.max() <= high:
+            problems.append(
+                f"units uncertain: longest side {extents.max():.0f} mm with units '{used_units}'"
+                f" is outside {low:.0f}-{high:.0f} mm"
+            )
+        record.update(n_vertices=len(result.vertices), n_faces=len(result.faces))
+        record.update(bbox_x_mm=float(extents[0]), bbox_y_mm=float(extents[1]))
+        record.update(bbox_z_mm=float(extents[2]), units_inferred=used_units)
+        record.update(scale_to_mm=float(scale), has_texture=texture_image(result) is not None)
+        record["has_vertex_colors"] = has_vertex_colors(result)
+        if not (record["has_texture"] or record["has_vertex_colors"]):
+            problems.append("no colour: neither a texture image nor vertex colours")
+        record["status"] = "warning" if problems else "ok"
+    except Exception as exc:  # one broken scan must not stop the cohort; the row says why
+        problems.insert(0, _error_message(exc))
+        record["status"], result = "failed", None
+    record["reason"] = "; ".join(problems)
+    record["seconds"] = round(perf_counter() - start, 3)
+    if result is not None:
+        result.metadata.update(subject_id=subject_id, warnings=problems, qc=dict(record))
+    return result, record
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check_units(units: str) -> None:
+    if units != "auto" and units not in UNIT_SCALES:
+        valid = ", ".join(repr(u) for u in ("auto", *UNIT_SCALES))
+        raise ValueError(f"units must be one of {valid}; got {units!r}")
+
+
+def _error_message(exc: BaseException) -> str:
+    # Kedro wraps a dataset's load error in DatasetError; the cause holds the plain reason.
+    inner = exc
+    while inner.__cause__ is not None and not isinstance(inner, ScanError):
+        inner = inner.__cause__
+    if isinstance(inner, ScanError):
+        return str(inner)
+    return f"{type(inner).__name__}: {inner}" if str(inner) else type(inner).__name__
+
+
+def _check_content(data: bytes, fmt: str) -> None:
+    """Reject files that cannot be the format their suffix claims, before a parser guesses."""
+    if not data.strip():
+        raise ScanError("empty file")
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            raise ScanError(f"not a mesh: {what}")
+    head = data[:4096]
+    kind = fmt[1:].upper()
+    if fmt in (".obj", ".off", ".gltf") and b"\x00" in head:
+        raise ScanError(f"not a mesh: binary data in a text {kind} file")
+    header_ok = {
+        ".ply": head.startswith(b"ply"),
+        ".glb": head.startswith(b"glTF"),
+        ".gltf": head.lstrip().startswith(b"{"),
+        ".off": _first_token(head).upper().endswith(b"OFF"),
+    }
+    if not header_ok.get(fmt, True):
+        raise ScanError(f"not a mesh: no {kind} header")
+    if fmt == ".stl" and not head.lstrip().lower().startswith(b"solid"):
+        n_triangles = int.from_bytes(data[80:84], "little") if len(data) >= 84 else -1
+        if len(data) != 84 + 50 * n_triangles:
+            raise ScanError(f"not a mesh: {len(data)} bytes do not match a binary STL")
+
+
+def _first_token(head: bytes) -> bytes:
+    lines = (line.strip() for line in head.splitlines())
+    return next((line.split()[0] for line in lines if line and not line.startswith(b"#")), b"")
+
+
+def _check_obj(text: str, folder: Path) -> list[str]:
+    """Find truncation (trimesh silently drops what it cannot read); list missing materials."""
+    n_vertices, max_index, max_line, libraries = 0, 0, 0, []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("v "):
+            n_vertices += 1
+            if len(line.split()) < 4:
+                raise ScanError(f"truncated OBJ: line {number} has fewer than 3 coordinates")
+        elif line.startswith("f "):
+            corners = line.split()[1:]
+            try:
+                index = max(abs(int(c.split("/", 1)[0])) for c in corners) if corners else 0
+            except ValueError:
+                raise ScanError(f"truncated OBJ: line {number} is a broken face") from None
+            if len(corners) < 3:
+                raise ScanError(f"truncated OBJ: line {number} is a face with under 3 corners")
+            if index > max_index:
+                max_index, max_line = index, number
+        elif line.startswith("mtllib "):
+            libraries.append(line.split(maxsplit=1)[1].strip())
+    if n_vertices == 0:
+        raise ScanError("not a mesh: no vertices in OBJ")
+    if max_index > n_vertices:
+        raise ScanError(
+            f"truncated OBJ: line {max_line} uses vertex {max_index}"
+            f" but the file holds only {n_vertices}"
+        )
+    problems = []
+    for library in libraries:
+        if not (folder / library).is_file():
+            problems.append(f"material file {library} missing")
+            continue
+        for line in (folder / library).read_text(errors="replace").splitlines():
+            if line.strip().lower().startswith("map_kd") and len(line.split()) > 1:
+                image = line.split()[-1]
+                if not (folder / image).is_file():
+                    problems.append(f"texture image {image} missing (named in {library})")
+    return problems
+
+
+def _companion_image(path: Path) -> Path | None:
+    siblings = sorted(p for p in path.parent.iterdir() if p.is_file())
+    images = [p for p in siblings if p.suffix.lower() in IMAGE_SUFFIXES]
+    same_stem = [p for p in images if p.stem == path.stem]
+    if len(same_stem) == 1:
+        return same_stem[0]
+    n_meshes = sum(p.suffix.lower() in MESH_SUFFIXES for p in siblings)
+    return images[0] if len(images) == 1 and n_meshes == 1 else None
+
+
+def _plain_metadata(key: str, value: Any) -> bool:
+    # drop parser internals (PLY raw arrays, STL header bytes) so metadata stays JSON for GLB
+    if key.startswith("_") or key in {"header", "name", "node", "from_gltf_primitive"}:
+        return False
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _weld_index(vertices: np.ndarray) -> np.ndarray:
+    """(n,) int: one id per distinct position, so UV seams do not split connectivity."""
+    return trimesh.grouping.unique_rows(vertices)[1]
+
+
+def _subset(mesh: trimesh.Trimesh, face_mask: np.ndarray) -> trimesh.Trimesh:
+    """Faces where ``face_mask`` (m,) bool holds, their vertices in original order, visuals."""
+    faces = mesh.faces[face_mask]
+    used = np.zeros(len(mesh.vertices), dtype=bool)
+    used[faces] = True
+    remap = np.cumsum(used) - 1
+    out = trimesh.Trimesh(mesh.vertices[used], remap[faces], process=False)
+    out.metadata = dict(mesh.metadata)
+    visual = mesh.visual
+    if getattr(visual, "kind", None) == "texture":
+        out.visual = trimesh.visual.TextureVisuals(uv=visual.uv[used], material=visual.material)
+    elif getattr(visual, "kind", None) == "vertex":
+        out.visual = trimesh.visual.ColorVisuals(out, vertex_colors=visual.vertex_colors[used])
+    elif getattr(visual, "kind", None) == "face":
+        out.visual = trimesh.visual.ColorVisuals(out, face_colors=visual.face_colors[face_mask])
+    return out
+
+
+def _decimate(mesh: trimesh.Trimesh, budget: int) -> trimesh.Trimesh:
+    """Simplify to at most ``budget`` vertices, keeping UV (split at seams) or vertex colours.
+
+    The geometry is welded first so UV seams do not open into cracks; each new face then takes
+    its UV island from the nearest original face, and each corner the UV of the nearest
+    original vertex on that island.
+    """
+    first, weld = trimesh.grouping.unique_rows(mesh.vertices)
+    points, faces = mesh.vertices[first], weld[mesh.faces]
+    tree = cKDTree(mesh.vertices)
+    texture = getattr(mesh.visual, "kind", None) == "texture"
+    if texture:
+        islands = trimesh.graph.connected_component_labels(
+            trimesh.graph.face_adjacency(faces=mesh.faces), node_count=len(mesh.faces)
+        )
+        vertex_island = np.zeros(len(mesh.vertices), dtype=np.int64)
+        vertex_island[mesh.faces] = islands[:, None]
+        face_tree = cKDTree(mesh.triangles_center)
+    target = budget * len(points) / len(mesh.vertices)  # leave room for seam copies
+    for _ in range(4):
+        new_points, new_faces = fast_simplification.simplify(
+            points, faces, target_count=max(int(len(faces) * 0.98 * target / len(points)), 4)
+        )
+        if not texture:
+            out = trimesh.Trimesh(new_points, new_faces, process=False)
+            if getattr(mesh.visual, "kind", None) == "vertex":
+                nearest = tree.query(new_points)[1]
+                out.visual.vertex_colors = mesh.visual.vertex_colors[nearest]
+        else:
+            face_island = islands[face_tree.query(new_points[new_faces].mean(axis=1))[1]]
+            corners = new_points[new_faces].reshape(-1, 3)
+            candidates = tree.query(corners, k=min(8, len(mesh.vertices)))[1].reshape(
+                len(corners), -1
+            )
+            same = vertex_island[candidates] == np.repeat(face_island, 3)[:, None]
+            column = np.where(same.any(axis=1), same.argmax(axis=1), 0)
+            source = candidates[np.arange(len(corners)), column]
+            pairs, inverse = np.unique(
+                np.c_[new_faces.reshape(-1), source], axis=0, return_inverse=True
+            )
+            out = trimesh.Trimesh(new_points[pairs[:, 0]], inverse.reshape(-1, 3), process=False)
+            out.visual = trimesh.visual.TextureVisuals(
+                uv=mesh.visual.uv[pairs[:, 1]], material=mesh.visual.material
+            )
+        if len(out.vertices) <= budget:
+            break
+        target *= 0.97 * budget / len(out.vertices)
+    out.metadata = dict(mesh.metadata)
+    return out

@@ -1,0 +1,116 @@
+"""How health shows in a simulated face: every effect and its strength, in one place.
+
+The simulator draws a subject's health state (``phenotypes``), turns it into a handful of
+*face-visible latent parameters* here, and builds geometry (``anatomy``) and skin colour
+(``texture``) from those latents plus an identity drawn independently of health. Each latent
+is a noisy function of the health state, so no target can be read off a face exactly; the
+noise is what calibrates the ceiling (the "latent oracle") to what published face studies
+report (DESIGN.md section 2):
+
+=================  ===========================================  =======================  ==========================================
+latent             driven by (noise)                            face effect              calibration target
+=================  ===========================================  =======================  ==========================================
+apparent_age       age + N(0, 3.7 y)                            sagging, deeper          age MAE ~3 y (Xia et al. 2020 Nat Metab:
+                                                                nasolabial folds, lid    2.8 y from 3D faces)
+                                                                hooding, under-eye bags,
+                                                                thinner lips, wrinkles,
+                                                                age spots
+adiposity          BMI z-score (mean 23.5, sd 3.5) + N(0, 0.5)  facial width, cheek and  BMI r ~0.8, obesity AUROC ~0.9 (3D faces,
+                                                                submental fullness,      Sci China Life Sci 2025)
+                                                                softer jawline
+stature            height z-score (within sex) * 0.45           overall face size        height r ~0.4 (face size vs stature)
+                   + N(0, 0.89)
+smoking_damage     current smoking (0.55 + pack-years / 60)     perioral vertical lines, smoking AUROC ~0.75 (perioral lines are
+                   + N(0, 0.35)                                 sallow (yellow-grey)     seen in ~60% of heavy smokers, Kadunce
+                                                                skin tone                1991 Ann Intern Med)
+redness            alcohol (0.45 + g/day / 80) + N(0, 0.40)     facial erythema (cheeks, alcohol AUROC ~0.75 (facial flushing and
+                                                                nose)                    telangiectasia in regular drinkers)
+pallor             -(Hb - sex mean) / 13 g/L * 0.75             paler lips, lower eyelid anaemia AUROC ~0.8 (Hb from face video,
+                   + N(0, 0.55)                                 and skin                 AUROC 0.84)
+=================  ===========================================  =======================  ==========================================
+
+Everything else a model might learn (uric acid, ALT, GGT, MCV, diabetes, metabolic syndrome,
+NAFLD, hyperuricaemia) is visible only through its correlation with the latents above, as in
+real faces (r about 0.2 to 0.5).
+
+Strength in the face, per unit of latent (anatomy and texture use these constants):
+
+- ageing, per 60 years of apparent age (``age_factor`` 0 at 20 y, 1 at 80 y): lower-face
+  soft tissue down 4 mm, jawline down 3 mm and 2 mm softer, nasolabial fold 0.6 -> 3.0 mm
+  deep, upper-lid hooding +1.6 mm, under-eye bags +1.5 mm, vermilion height -35 %, lip
+  projection -40 %, nose tip down 1.5 mm; forehead lines, crow's feet and under-eye lines
+  darken the skin by up to 14 %; 0 -> ~30 age spots.
+- adiposity, per z-unit (about 3.5 kg/m^2): lower-face half width +2.6 mm (cheeks), +1.6 mm
+  (jaw), cheek fullness +1.8 mm, neck radius +4 mm, jawline blur +1.5 mm, eye opening -0.4 mm.
+- smoking_damage, per unit: perioral vertical lines up to 18 % darker, skin saturation -6 %
+  and yellow shift +4 %.
+- redness, per unit: cheek and nose erythema, red channel +7 %, green -5 %.
+- pallor, per unit: lip and lower-eyelid redness -12 %, skin redness -3 %.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+AGE_NOISE_SD = 3.7
+BMI_REF, BMI_SD, ADIPOSITY_NOISE_SD = 23.5, 3.5, 0.5
+STATURE_WEIGHT = 0.45
+HEIGHT_REF = {"M": 170.0, "F": 158.0}
+HEIGHT_SD = 6.5
+SMOKING_BASE, SMOKING_PER_PACK_YEAR, SMOKING_NOISE_SD = 0.55, 1 / 60, 0.35
+REDNESS_BASE, REDNESS_PER_G_DAY, REDNESS_NOISE_SD = 0.45, 1 / 80, 0.40
+HB_REF = {"M": 150.0, "F": 132.0}
+HB_SD, PALLOR_WEIGHT, PALLOR_NOISE_SD = 13.0, 0.75, 0.55
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """The face-visible latent parameters of one subject (the oracle's inputs)."""
+
+    sex: str
+    apparent_age: float
+    adiposity: float
+    stature: float
+    smoking_damage: float
+    redness: float
+    pallor: float
+
+    @property
+    def age_factor(self) -> float:
+        """0 at 20 years of apparent age, 1 at 80 (unclipped, so 90 gives 1.17)."""
+        return (self.apparent_age - 20.0) / 60.0
+
+    def as_dict(self) -> dict[str, float | str]:
+        return asdict(self)
+
+
+def appearance_from_phenotype(row: pd.Series | dict, rng: np.random.Generator) -> Appearance:
+    """Draw the face-visible latents of one subject from its health state.
+
+    Parameters
+    ----------
+    row : a phenotype record with ``sex, age, bmi, height, smoking, pack_years, alcohol,
+        alcohol_g_per_day, hemoglobin``.
+    rng : the subject's own generator (its draws here are the per-subject noise).
+    """
+    sex = str(row["sex"])
+    smoking_dose = float(row["smoking"]) * (
+        SMOKING_BASE + SMOKING_PER_PACK_YEAR * min(float(row["pack_years"]), 60.0)
+    )
+    drinking_dose = float(row["alcohol"]) * (
+        REDNESS_BASE + REDNESS_PER_G_DAY * min(float(row["alcohol_g_per_day"]), 80.0)
+    )
+    return Appearance(
+        sex=sex,
+        apparent_age=float(row["age"]) + rng.normal(0.0, AGE_NOISE_SD),
+        adiposity=(float(row["bmi"]) - BMI_REF) / BMI_SD + rng.normal(0.0, ADIPOSITY_NOISE_SD),
+        stature=STATURE_WEIGHT * (float(row["height"]) - HEIGHT_REF[sex]) / HEIGHT_SD
+        + rng.normal(0.0, np.sqrt(1.0 - STATURE_WEIGHT**2)),
+        smoking_damage=smoking_dose + rng.normal(0.0, SMOKING_NOISE_SD),
+        redness=drinking_dose + rng.normal(0.0, REDNESS_NOISE_SD),
+        pallor=-PALLOR_WEIGHT * (float(row["hemoglobin"]) - HB_REF[sex]) / HB_SD
+        + rng.normal(0.0, PALLOR_NOISE_SD),
+    )
