@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
@@ -97,10 +98,9 @@ def group_scan_files(relative_paths: Iterable[str]) -> tuple[dict[str, str], dic
 
 def texture_image(mesh: trimesh.Trimesh) -> Image.Image | None:
     """The mesh's texture image, or None when it has no UV or no real image."""
-    visual = mesh.visual
-    if getattr(visual, "kind", None) != "texture" or getattr(visual, "uv", None) is None:
+    if _visual_kind(mesh) != "texture":
         return None
-    material = visual.material
+    material = mesh.visual.material
     image = getattr(material, "baseColorTexture", None)
     if image is None:
         image = getattr(material, "image", None)
@@ -112,7 +112,17 @@ def texture_image(mesh: trimesh.Trimesh) -> Image.Image | None:
 
 def has_vertex_colors(mesh: trimesh.Trimesh) -> bool:
     """True when the mesh carries per-vertex colours."""
-    return getattr(mesh.visual, "kind", None) == "vertex"
+    return _visual_kind(mesh) == "vertex"
+
+
+def _visual_kind(mesh: trimesh.Trimesh) -> str | None:
+    """'texture' (one UV per vertex), 'vertex', 'face' or None; trimesh can say 'texture'
+    for a visual whose UV it dropped (e.g. an OBJ cut short), so check the UV itself."""
+    kind = getattr(mesh.visual, "kind", None)
+    if kind == "texture":
+        uv = getattr(mesh.visual, "uv", None)
+        return "texture" if uv is not None and len(uv) == len(mesh.vertices) else None
+    return kind
 
 
 def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> trimesh.Trimesh:
@@ -149,17 +159,20 @@ def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> tri
         raise ScanError(f"file not found: {path}")
     data = path.read_bytes()
     _check_content(data, fmt)
-    problems = _check_obj(data.decode("utf-8", "replace"), path.parent) if fmt == ".obj" else []
+    text = data.decode("utf-8", "replace") if fmt == ".obj" else ""
+    problems = _check_obj(text, path.parent) if fmt == ".obj" else []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # trimesh's NaN warnings on odd UVs say nothing new
             scene = trimesh.load_scene(path, file_type=fmt[1:], process=False, maintain_order=True)
             parts = scene.dump()
-    except ScanError:
-        raise
     except Exception as exc:
-        raise ScanError(f"could not parse {fmt[1:].upper()} file: {exc}") from exc
+        reason = _obj_index_error(text) if fmt == ".obj" else None
+        raise reason or ScanError(f"could not parse {fmt[1:].upper()} file: {exc}") from exc
     meshes = [p for p in parts if isinstance(p, trimesh.Trimesh) and len(p.faces)]
+    n_face_lines = len(re.findall(r"^f[ \t]", text, re.M))
+    if n_face_lines > sum(len(m.faces) for m in meshes):  # each face line gives >= 1 triangle
+        raise ScanError(f"truncated OBJ: only some of its {n_face_lines} faces could be read")
     if not meshes:
         n_points = sum(len(getattr(p, "vertices", ())) for p in parts)
         raise ScanError(
@@ -168,13 +181,13 @@ def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> tri
     mesh = meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
     if fmt == ".stl":
         mesh.merge_vertices()  # STL stores every triangle corner apart; weld for connectivity
-    has_uv = getattr(mesh.visual, "uv", None) is not None
-    if companion_texture and has_uv and texture_image(mesh) is None:
-        if image_path := _companion_image(path):
-            with Image.open(image_path) as image:
-                image.load()
-            mesh.visual.material = trimesh.visual.material.SimpleMaterial(image=image)
-            problems.append(f"texture taken from {image_path.name} beside the mesh")
+    untextured = _visual_kind(mesh) == "texture" and texture_image(mesh) is None
+    image_path = _companion_image(path) if companion_texture and untextured else None
+    if image_path is not None:
+        with Image.open(image_path) as image:
+            image.load()
+        mesh.visual.material = trimesh.visual.material.SimpleMaterial(image=image)
+        problems.append(f"texture taken from {image_path.name} beside the mesh")
     mesh.metadata = {k: v for k, v in mesh.metadata.items() if _plain_metadata(k, v)}
     mesh.metadata.update(source_file=str(path), source_format=fmt[1:], warnings=problems)
     return mesh
@@ -450,44 +463,52 @@ def _first_token(head: bytes) -> bytes:
     return next((line.split()[0] for line in lines if line and not line.startswith(b"#")), b"")
 
 
+_OBJ_MIN_VALUES = {"v": 3, "vt": 1, "vn": 3, "f": 3}
+
+
 def _check_obj(text: str, folder: Path) -> list[str]:
-    """Find truncation (trimesh silently drops what it cannot read); list missing materials."""
-    n_vertices, max_index, max_line, libraries = 0, 0, 0, []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.startswith("v "):
-            n_vertices += 1
-            if len(line.split()) < 4:
-                raise ScanError(f"truncated OBJ: line {number} has fewer than 3 coordinates")
-        elif line.startswith("f "):
-            corners = line.split()[1:]
-            try:
-                index = max(abs(int(c.split("/", 1)[0])) for c in corners) if corners else 0
-            except ValueError:
-                raise ScanError(f"truncated OBJ: line {number} is a broken face") from None
-            if len(corners) < 3:
-                raise ScanError(f"truncated OBJ: line {number} is a face with under 3 corners")
-            if index > max_index:
-                max_index, max_line = index, number
-        elif line.startswith("mtllib "):
-            libraries.append(line.split(maxsplit=1)[1].strip())
-    if n_vertices == 0:
+    """Catch a cut-off OBJ (trimesh silently drops what it cannot read); list missing materials.
+
+    Only the last line is parsed (where a truncated download breaks); a full scan of a
+    1e6-line file would cost as much as reading it. :func:`_obj_index_error` covers the rest.
+    """
+    body = text.rstrip()
+    last = body.rsplit("\n", 1)[-1].split()
+    if not last:
         raise ScanError("not a mesh: no vertices in OBJ")
-    if max_index > n_vertices:
-        raise ScanError(
-            f"truncated OBJ: line {max_line} uses vertex {max_index}"
-            f" but the file holds only {n_vertices}"
-        )
+    if last[0] in _OBJ_MIN_VALUES:
+        try:
+            values = [float(v.split("/", 1)[0]) for v in last[1:]]
+        except ValueError:
+            values = []
+        if len(values) < _OBJ_MIN_VALUES[last[0]]:
+            line = body.count("\n") + 1
+            raise ScanError(f"truncated OBJ: line {line} is incomplete: {' '.join(last)[:40]!r}")
+    if not re.search(r"^v[ \t]", text, re.M):
+        raise ScanError("not a mesh: no vertices in OBJ")
     problems = []
-    for library in libraries:
+    for library in re.findall(r"^mtllib[ \t]+([^\r\n]+)", text, re.M):
+        library = library.strip()
         if not (folder / library).is_file():
             problems.append(f"material file {library} missing")
             continue
-        for line in (folder / library).read_text(errors="replace").splitlines():
-            if line.strip().lower().startswith("map_kd") and len(line.split()) > 1:
-                image = line.split()[-1]
-                if not (folder / image).is_file():
-                    problems.append(f"texture image {image} missing (named in {library})")
+        mtl = (folder / library).read_text(errors="replace")
+        for image in re.findall(r"^[ \t]*map_Kd[ \t][^\r\n]*?(\S+)[ \t\r]*$", mtl, re.M | re.I):
+            if not (folder / image).is_file():
+                problems.append(f"texture image {image} missing (named in {library})")
     return problems
+
+
+def _obj_index_error(text: str) -> ScanError | None:
+    """Explain a parser failure when faces use vertices the file lacks (a truncated file)."""
+    n_vertices = len(re.findall(r"^v[ \t]", text, re.M))
+    faces = "\n".join(re.findall(r"^f[ \t]([^\n]*)", text, re.M))
+    indices = [int(i) for i in re.findall(r"(?:^|\s)-?(\d+)", faces)]
+    if indices and max(indices) > n_vertices:
+        return ScanError(
+            f"truncated OBJ: faces use vertex {max(indices)} but the file holds only {n_vertices}"
+        )
+    return None
 
 
 def _companion_image(path: Path) -> Path | None:
@@ -524,12 +545,12 @@ def _subset(mesh: trimesh.Trimesh, face_mask: np.ndarray) -> trimesh.Trimesh:
     remap = np.cumsum(used) - 1
     out = trimesh.Trimesh(mesh.vertices[used], remap[faces], process=False)
     out.metadata = dict(mesh.metadata)
-    visual = mesh.visual
-    if getattr(visual, "kind", None) == "texture":
+    visual, kind = mesh.visual, _visual_kind(mesh)
+    if kind == "texture":
         out.visual = trimesh.visual.TextureVisuals(uv=visual.uv[used], material=visual.material)
-    elif getattr(visual, "kind", None) == "vertex":
+    elif kind == "vertex":
         out.visual = trimesh.visual.ColorVisuals(out, vertex_colors=visual.vertex_colors[used])
-    elif getattr(visual, "kind", None) == "face":
+    elif kind == "face":
         out.visual = trimesh.visual.ColorVisuals(out, face_colors=visual.face_colors[face_mask])
     return out
 
@@ -537,49 +558,70 @@ def _subset(mesh: trimesh.Trimesh, face_mask: np.ndarray) -> trimesh.Trimesh:
 def _decimate(mesh: trimesh.Trimesh, budget: int) -> trimesh.Trimesh:
     """Simplify to at most ``budget`` vertices, keeping UV (split at seams) or vertex colours.
 
-    The geometry is welded first so UV seams do not open into cracks; each new face then takes
-    its UV island from the nearest original face, and each corner the UV of the nearest
-    original vertex on that island.
+    A textured mesh is first simplified with its UV seams as fixed borders, so charts stay
+    closed (no cracks) and no new face straddles a seam; if the borders alone exceed the budget,
+    the welded geometry is simplified instead (faces across a seam may then smear texture).
     """
     first, weld = trimesh.grouping.unique_rows(mesh.vertices)
-    points, faces = mesh.vertices[first], weld[mesh.faces]
-    tree = cKDTree(mesh.vertices)
-    texture = getattr(mesh.visual, "kind", None) == "texture"
-    if texture:
-        islands = trimesh.graph.connected_component_labels(
-            trimesh.graph.face_adjacency(faces=mesh.faces), node_count=len(mesh.faces)
-        )
-        vertex_island = np.zeros(len(mesh.vertices), dtype=np.int64)
-        vertex_island[mesh.faces] = islands[:, None]
-        face_tree = cKDTree(mesh.triangles_center)
-    target = budget * len(points) / len(mesh.vertices)  # leave room for seam copies
-    for _ in range(4):
-        new_points, new_faces = fast_simplification.simplify(
-            points, faces, target_count=max(int(len(faces) * 0.98 * target / len(points)), 4)
-        )
-        if not texture:
-            out = trimesh.Trimesh(new_points, new_faces, process=False)
-            if getattr(mesh.visual, "kind", None) == "vertex":
-                nearest = tree.query(new_points)[1]
-                out.visual.vertex_colors = mesh.visual.vertex_colors[nearest]
-        else:
-            face_island = islands[face_tree.query(new_points[new_faces].mean(axis=1))[1]]
-            corners = new_points[new_faces].reshape(-1, 3)
-            candidates = tree.query(corners, k=min(8, len(mesh.vertices)))[1].reshape(
-                len(corners), -1
-            )
-            same = vertex_island[candidates] == np.repeat(face_island, 3)[:, None]
-            column = np.where(same.any(axis=1), same.argmax(axis=1), 0)
-            source = candidates[np.arange(len(corners)), column]
-            pairs, inverse = np.unique(
-                np.c_[new_faces.reshape(-1), source], axis=0, return_inverse=True
-            )
-            out = trimesh.Trimesh(new_points[pairs[:, 0]], inverse.reshape(-1, 3), process=False)
-            out.visual = trimesh.visual.TextureVisuals(
-                uv=mesh.visual.uv[pairs[:, 1]], material=mesh.visual.material
-            )
+    if _visual_kind(mesh) == "texture":
+        out = _simplify(mesh, mesh.vertices, mesh.faces, weld, budget, preserve_border=True)
         if len(out.vertices) <= budget:
+            return out
+    return _simplify(mesh, mesh.vertices[first], weld[mesh.faces], weld, budget)
+
+
+def _simplify(
+    mesh: trimesh.Trimesh,
+    points: np.ndarray,
+    faces: np.ndarray,
+    weld: np.ndarray,
+    budget: int,
+    preserve_border: bool = False,
+) -> trimesh.Trimesh:
+    """Quadric decimation of ``points (n, 3)``, ``faces (m, 3)`` to ``budget`` output vertices."""
+    target = budget * len(points) / len(mesh.vertices)  # leave room for seam copies
+    previous = len(mesh.vertices)
+    for _ in range(4):
+        n_faces = max(int(len(faces) * 0.98 * target / len(points)), 4)
+        new_points, new_faces = fast_simplification.simplify(
+            points, faces, target_count=n_faces, preserve_border=preserve_border
+        )
+        out = _carry_visuals(mesh, weld, new_points, new_faces)
+        # stop when under budget, or when fixed borders stop the count from falling
+        if len(out.vertices) <= budget or len(out.vertices) > 0.99 * previous:
             break
+        previous = len(out.vertices)
         target *= 0.97 * budget / len(out.vertices)
     out.metadata = dict(mesh.metadata)
+    return out
+
+
+def _carry_visuals(
+    mesh: trimesh.Trimesh, weld: np.ndarray, points: np.ndarray, faces: np.ndarray
+) -> trimesh.Trimesh:
+    """Give decimated ``points (k, 3)`` the colour or UV of the nearest original vertex.
+
+    Seam copies share a position but not a UV: a corner takes the copy whose UV is closest to
+    the UV of the original face nearest its new face, and new vertices split where faces
+    disagree, so seams stay seams.
+    """
+    kind = _visual_kind(mesh)
+    tree = cKDTree(mesh.vertices)
+    if kind != "texture":
+        out = trimesh.Trimesh(points, faces, process=False)
+        if kind == "vertex":
+            out.visual.vertex_colors = mesh.visual.vertex_colors[tree.query(points)[1]]
+        return out
+    uv = mesh.visual.uv
+    nearest_face = cKDTree(mesh.triangles_center).query(points[faces].mean(axis=1))[1]
+    reference = np.repeat(uv[mesh.faces[nearest_face]].mean(axis=1), 3, axis=0)
+    corners = points[faces].reshape(-1, 3)
+    candidates = tree.query(corners, k=min(8, len(mesh.vertices)))[1].reshape(len(corners), -1)
+    copies = weld[candidates] == weld[candidates[:, :1]]
+    uv_gap = np.linalg.norm(uv[candidates] - reference[:, None], axis=2)
+    column = np.where(copies, uv_gap, np.inf).argmin(axis=1)
+    source = candidates[np.arange(len(corners)), column]
+    pairs, inverse = np.unique(np.c_[faces.reshape(-1), source], axis=0, return_inverse=True)
+    out = trimesh.Trimesh(points[pairs[:, 0]], inverse.reshape(-1, 3), process=False)
+    out.visual = trimesh.visual.TextureVisuals(uv=uv[pairs[:, 1]], material=mesh.visual.material)
     return out

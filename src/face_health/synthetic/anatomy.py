@@ -56,7 +56,8 @@ def _superellipse_radius(theta, a, b, p):
     return 1.0 / ((s / a) ** p + (c / b) ** p) ** (1.0 / p)
 
 
-def _smooth_mask(signed_distance, width):
+def smooth_mask(signed_distance, width):
+    """A logistic step: 1 where ``signed_distance`` >> ``width``, 0 where << -width."""
     return 1.0 / (1.0 + np.exp(-signed_distance / width))
 
 
@@ -64,13 +65,13 @@ def lip_masks(u, v, layout: FaceLayout) -> tuple[np.ndarray, np.ndarray]:
     """Soft masks of the upper and lower vermilion (1 inside, 0 outside)."""
     w = layout.mouth_half_width
     x = np.clip(np.abs(u) / w, 0.0, 1.0)
-    inside = _smooth_mask(w - np.abs(u), 1.2)
+    inside = smooth_mask(w - np.abs(u), 1.2)
     # Cupid's bow: the upper border dips a little at the midline and peaks at the philtral columns.
     bow = 1.0 - 0.18 * np.exp(-((u / 3.5) ** 2))
     upper_border = layout.v_sto + layout.upper_vermilion * (1.0 - x**2) ** 0.6 * bow
     lower_border = layout.v_sto - layout.lower_vermilion * (1.0 - x**2) ** 0.7
-    upper = inside * _smooth_mask(upper_border - v, 0.5) * _smooth_mask(v - layout.v_sto, 0.4)
-    lower = inside * _smooth_mask(v - lower_border, 0.5) * _smooth_mask(layout.v_sto - v, 0.4)
+    upper = inside * smooth_mask(upper_border - v, 0.5) * smooth_mask(v - layout.v_sto, 0.4)
+    lower = inside * smooth_mask(v - lower_border, 0.5) * smooth_mask(layout.v_sto - v, 0.4)
     return upper, lower
 
 
@@ -80,7 +81,7 @@ def eye_mask(u, v, layout: FaceLayout) -> np.ndarray:
     for eye in (layout.eye_r, layout.eye_l):
         upper, lower, t = eye.lids(u)
         inside = (t > 0) & (t < 1)
-        m = _smooth_mask(upper - v, 0.35) * _smooth_mask(v - lower, 0.35) * inside
+        m = smooth_mask(upper - v, 0.35) * smooth_mask(v - lower, 0.35) * inside
         out = np.maximum(out, m)
     return out
 
@@ -132,7 +133,9 @@ def radius_field(
         # The inner corner sits deep beside the nasal bridge.
         r = r + _bump(u, v, eye.en[0], eye.en[1], 5.0, 6.0, -3.5)
         # Upper-lid hooding and under-eye bags grow with age.
-        r = r + _bump(u, v, cu + 0.15 * (eye.ex[0] - eye.en[0]), cv + 7.0, 9.0, 2.5, 0.4 + 1.6 * age)
+        r = r + _bump(
+            u, v, cu + 0.15 * (eye.ex[0] - eye.en[0]), cv + 7.0, 9.0, 2.5, 0.4 + 1.6 * age
+        )
         r = r + _bump(u, v, cu, cv - 9.5, 9.0, 3.0, 0.2 + 1.5 * age + 0.3 * fat)
     r = r - 1.2 * eye_mask(u, v, layout)
 
@@ -170,7 +173,7 @@ def radius_field(
     r = r + layout.lip_projection * (upper_lip + 1.1 * lower_lip)
     r = r + _bump(u, v, 0.0, (layout.v_sn + layout.v_sto) / 2.0, 9.0, 7.0, 1.5)
     r = r + _bump(u, v, 0.0, (layout.v_sn + layout.v_sto) / 2.0 + 2.0, 2.2, 6.0, -0.6)
-    mouth = np.exp(-0.5 * ((v - layout.v_sto) / 0.7) ** 2) * _smooth_mask(
+    mouth = np.exp(-0.5 * ((v - layout.v_sto) / 0.7) ** 2) * smooth_mask(
         layout.mouth_half_width - np.abs(u), 1.0
     )
     r = r - 1.8 * mouth
@@ -183,13 +186,11 @@ def radius_field(
     for s in (-1.0, 1.0):
         r = r + _bump(u, v, s * np.radians(94.0) * R_ARC, -12.0, 5.0, 0.45 * ear * 2.2, ear)
     neck = _superellipse_radius(theta, 47.0 + 4.0 * fat + (4.0 if male else 0.0), 52.0, 2.2)
-    blend = _smooth_mask(jawline(theta, layout) - y, layout.jaw_blur)
+    blend = smooth_mask(jawline(theta, layout) - y, layout.jaw_blur)
     return (1.0 - blend) * r + blend * neck
 
 
-def grid_mesh(
-    radius: np.ndarray, grid: FaceGrid
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def grid_mesh(radius: np.ndarray, grid: FaceGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Triangulate a radius field sampled on ``grid``.
 
     Returns

@@ -5,29 +5,24 @@ The simulator draws a subject's health state (``phenotypes``), turns it into a h
 (``texture``) from those latents plus an identity drawn independently of health. Each latent
 is a noisy function of the health state, so no target can be read off a face exactly; the
 noise is what calibrates the ceiling (the "latent oracle") to what published face studies
-report (DESIGN.md section 2):
+report (DESIGN.md section 2). Each latent, what drives it (with its per-subject noise), what
+it does to the face, and the published figure its noise is calibrated to:
 
-=================  ===========================================  =======================  ==========================================
-latent             driven by (noise)                            face effect              calibration target
-=================  ===========================================  =======================  ==========================================
-apparent_age       age + N(0, 3.7 y)                            sagging, deeper          age MAE ~3 y (Xia et al. 2020 Nat Metab:
-                                                                nasolabial folds, lid    2.8 y from 3D faces)
-                                                                hooding, under-eye bags,
-                                                                thinner lips, wrinkles,
-                                                                age spots
-adiposity          BMI z-score (mean 23.5, sd 3.5) + N(0, 0.5)  facial width, cheek and  BMI r ~0.8, obesity AUROC ~0.9 (3D faces,
-                                                                submental fullness,      Sci China Life Sci 2025)
-                                                                softer jawline
-stature            height z-score (within sex) * 0.45           overall face size        height r ~0.4 (face size vs stature)
-                   + N(0, 0.89)
-smoking_damage     current smoking (0.55 + pack-years / 60)     perioral vertical lines, smoking AUROC ~0.75 (perioral lines are
-                   + N(0, 0.35)                                 sallow (yellow-grey)     seen in ~60% of heavy smokers, Kadunce
-                                                                skin tone                1991 Ann Intern Med)
-redness            alcohol (0.45 + g/day / 80) + N(0, 0.40)     facial erythema (cheeks, alcohol AUROC ~0.75 (facial flushing and
-                                                                nose)                    telangiectasia in regular drinkers)
-pallor             -(Hb - sex mean) / 13 g/L * 0.75             paler lips, lower eyelid anaemia AUROC ~0.8 (Hb from face video,
-                   + N(0, 0.55)                                 and skin                 AUROC 0.84)
-=================  ===========================================  =======================  ==========================================
+- ``apparent_age`` = age + N(0, 3.7 y). Sagging, deeper nasolabial folds, lid hooding,
+  under-eye bags, thinner lips, wrinkles, age spots, greying hair. Target: age MAE ~3 y
+  (3D faces, Xia et al. 2020 Nat Metab: 2.8 y).
+- ``adiposity`` = (BMI - 23.5) / 3.5 + N(0, 0.5). Facial width, cheek and submental
+  fullness, softer jawline. Target: BMI r ~0.8, obesity AUROC ~0.9 (3D faces, Sci China Life
+  Sci 2025).
+- ``stature`` = 0.45 * height z-score (within sex) + N(0, 0.89). Overall face size.
+  Target: height r ~0.4 (face size vs stature).
+- ``smoking_damage`` = current smoker * (0.55 + pack-years / 60) + N(0, 0.35). Perioral
+  vertical lines, a sallow (yellow-grey) tone. Target: smoking AUROC ~0.75 (perioral lines
+  in most heavy smokers, Kadunce et al. 1991 Ann Intern Med).
+- ``redness`` = regular drinker * (0.45 + g/day / 80) + N(0, 0.40). Erythema of cheeks and
+  nose. Target: alcohol AUROC ~0.75.
+- ``pallor`` = -0.75 * (Hb - sex mean) / 13 g/L + N(0, 0.55). Paler lips, lower-lid rim and
+  skin. Target: anaemia AUROC ~0.8 (Hb from face video, AUROC 0.84).
 
 Everything else a model might learn (uric acid, ALT, GGT, MCV, diabetes, metabolic syndrome,
 NAFLD, hyperuricaemia) is visible only through its correlation with the latents above, as in

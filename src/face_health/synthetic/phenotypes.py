@@ -27,7 +27,7 @@ glucose               5.12 + age + z_bmi + e_met + e; diabetics + LN   [LY20]
 triglycerides         LN(1.3 M / 1.05 F), + z_bmi, e_met, alcohol      [CC15]
 hdl                   LN(1.2 M / 1.38 F), - z_bmi, e_met, smoking      [CC15]
 sbp, dbp              121/77 + age (steeper in F) + bmi + alcohol + e  [CHS18]
-alt                   LN(18 M / 12.5 F) x liver fat^0.45, + alcohol    [WS12], assumed
+alt                   LN(18 M / 12.5 F) x liver fat^0.45, alcohol, HBV [WS12], [HBV18]
 ggt                   LN(21 M / 13 F), + log1p(alcohol g), liver fat   [WS12], [PU06]
 uric_acid             LN(355 M / 262 F), + z_bmi, alcohol, menopause   [ZM22]
 hemoglobin            N(151 M / 133.5 F, 9) + 3 smokers - ID - thal    [RN20], [NO90]
@@ -52,6 +52,7 @@ MRS: median ~3.6%, 5.56% = 95th centile of lean healthy, 31% above it).
 TG >= 1.7 mmol/L in roughly a quarter, low HDL-C common; figures approximate.
 [CHS18] Wang Z et al., Circulation 2018;137:2344 (China Hypertension Survey 2012-15).
 [WS12] Chinese reference intervals WS/T 404.1-2012 (ALT <= 50/40 U/L, GGT <= 60/45 U/L).
+[HBV18] Polaris Observatory Collaborators, Lancet Gastroenterol Hepatol 2018 (HBsAg China ~6%).
 [PU06] Puukka K et al., Am J Clin Nutr 2006 (additive effects of drinking and BMI on GGT).
 [ZM22] Zhang M et al., Front Immunol 2022;12:791983 (hyperuricaemia 14.0% in 2018-19).
 [NO90] Nordenberg D et al., JAMA 1990;264:1556 (smokers' Hb about 3 g/L higher).
@@ -185,8 +186,12 @@ def simulate_phenotypes(
     bmi_raw = np.where(male, 22.7 + 2.5 * rise, 21.8 + 2.8 * rise) * np.exp(
         0.145 * z_bmi - 0.02 * smoking
     )
-    height = np.round(height, 1)
-    weight = np.round(bmi_raw * (height / 100.0) ** 2, 1)
+    # Living adults rarely fall below BMI ~15: a soft floor bends the left tail towards 15.5
+    # (no point mass), and the hard bounds keep extreme draws inside the schema's ranges.
+    low = bmi_raw < 17.0
+    bmi_raw[low] = 17.0 - 1.5 * (1.0 - np.exp(-(17.0 - bmi_raw[low]) / 1.5))
+    height = np.round(np.clip(height, 130.0, 205.0), 1)
+    weight = np.round(np.clip(bmi_raw * (height / 100.0) ** 2, 30.0, 250.0), 1)
     bmi = weight / (height / 100.0) ** 2
     waist = (
         np.where(male, 85.5, 79.0)
@@ -263,11 +268,15 @@ def simulate_phenotypes(
     )
 
     # Liver enzymes: ALT follows hepatic fat (r ~0.5 in logs), GGT follows alcohol [PU06].
+    # Chronic hepatitis B (HBsAg+ ~6% of Chinese adults [HBV18]) adds a long ALT/GGT tail
+    # unrelated to adiposity, as in real health-check data.
+    hbv = (rng.random(n) < 0.06) * rng.normal(0.3, 0.5, n).clip(0, None)
     alt = np.exp(
         np.log(np.where(male, 18.0, 12.5))
         + 0.45 * lf_dev
         + 0.002 * alc_c
         - 0.04 * a
+        + hbv
         + rng.normal(0, 0.33, n)
     )
     ggt = np.exp(
@@ -276,6 +285,7 @@ def simulate_phenotypes(
         + 0.30 * lf_dev
         + 0.08 * smoking
         + np.where(male, 0.0, 0.08) * a
+        + 0.6 * hbv
         + rng.normal(0, 0.36, n)
     )
     # Uric acid: sex gap, adiposity, alcohol; women's rises after menopause (~50 y) [ZM22].

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from face_health.synthetic.anatomy import FaceGrid, eye_mask, lip_masks
+from face_health.synthetic.anatomy import FaceGrid, lip_masks, smooth_mask
 from face_health.synthetic.effects import Appearance
 from face_health.synthetic.layout import R_ARC, FaceLayout, Identity
 
@@ -32,8 +32,17 @@ def texel_coordinates(grid: FaceGrid, shape: tuple[int, int]) -> tuple[np.ndarra
     return th * R_ARC, yy
 
 
+def _window(u, v, u_range, v_range) -> tuple[slice, slice]:
+    """Rows and columns of the texels whose ``(u, v)`` lie in a box (u: columns, v: rows)."""
+    cols = np.flatnonzero((u[0] >= u_range[0]) & (u[0] <= u_range[1]))
+    rows = np.flatnonzero((v[:, 0] >= v_range[0]) & (v[:, 0] <= v_range[1]))
+    if len(cols) == 0 or len(rows) == 0:
+        return slice(0, 0), slice(0, 0)
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def _smooth_noise(rng, shape, sigma_px, amplitude):
-    field = gaussian_filter(rng.standard_normal(shape), sigma_px, mode="wrap")
+    field = gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma_px, mode="wrap")
     return amplitude * field / (field.std() + 1e-9)
 
 
@@ -56,18 +65,23 @@ def _wrinkles(u, v, layout: FaceLayout, look: Appearance, rng, px_per_mm) -> np.
     out += band * _line_field(dist, 0.45) * np.clip(1.15 * age - 0.2, 0.0, 1.0) * 0.14
     # Crow's feet: rays from the outer eye corners.
     for eye, s in ((layout.eye_r, -1.0), (layout.eye_l, 1.0)):
-        du, dv = s * (u - eye.ex[0]), v - eye.ex[1]
+        win = _window(u, v, (eye.ex[0] - 17, eye.ex[0] + 17), (eye.ex[1] - 17, eye.ex[1] + 17))
+        du, dv = s * (u[win] - eye.ex[0]), v[win] - eye.ex[1]
         rad = np.hypot(du, dv)
         ang = np.arctan2(dv, du)
         ray = np.cos(ang * 7.0) ** 16
         near = (du > 2.0) & (rad < 16.0) & (np.abs(ang) < 0.9)
-        out += near * ray * np.exp(-rad / 10.0) * np.clip(1.3 * age - 0.25, 0.0, 1.0) * 0.14
+        out[win] += near * ray * np.exp(-rad / 10.0) * np.clip(1.3 * age - 0.25, 0.0, 1.0) * 0.14
     # Perioral vertical lines above the upper lip: smoking first, age second.
-    dist_x = (u / 3.2 - np.round(u / 3.2)) * 3.2
-    above = v - (layout.v_sto + layout.upper_vermilion)
-    perioral = (above > 0.5) & (above < 10.0) & (np.abs(u) < layout.mouth_half_width - 2.0)
+    lip_top = layout.v_sto + layout.upper_vermilion
+    win = _window(
+        u, v, (-layout.mouth_half_width, layout.mouth_half_width), (lip_top, lip_top + 10)
+    )
+    uw, above = u[win], v[win] - lip_top
+    dist_x = (uw / 3.2 - np.round(uw / 3.2)) * 3.2
+    perioral = (above > 0.5) & (np.abs(uw) < layout.mouth_half_width - 2.0)
     strength = np.clip(0.18 * smoke + 0.06 * age, 0.0, 0.3)
-    out += perioral * _line_field(dist_x, 0.35) * np.exp(-above / 7.0) * strength
+    out[win] += perioral * _line_field(dist_x, 0.35) * np.exp(-above / 7.0) * strength
     # Break the lines up so they look drawn by skin, not by a ruler.
     return out * np.clip(1.0 + _smooth_noise(rng, u.shape, 1.5 * px_per_mm, 0.5), 0.0, 2.0)
 
@@ -80,7 +94,11 @@ def _spots(u, v, look: Appearance, rng, layout: FaceLayout) -> np.ndarray:
     for _ in range(n):
         cu, cv = rng.uniform(-85, 85), rng.uniform(layout.v_sto - 10, layout.v_hairline - 5)
         radius = rng.uniform(1.0, 3.0)
-        out += rng.uniform(0.3, 0.8) * np.exp(-0.5 * ((u - cu) ** 2 + (v - cv) ** 2) / radius**2)
+        weight = rng.uniform(0.3, 0.8)
+        reach = 3.5 * radius
+        win = _window(u, v, (cu - reach, cu + reach), (cv - reach, cv + reach))
+        du, dv = u[win] - cu, v[win] - cv
+        out[win] += weight * np.exp(-0.5 * (du**2 + dv**2) / radius**2)
     return np.clip(out, 0.0, 1.0)
 
 
@@ -102,7 +120,7 @@ def paint_albedo(
     # Base skin: an East Asian mid-light tone, identity sets the melanin level.
     tone = 1.0 - 0.07 * i["skin_tone"]
     skin = np.array([0.87, 0.69, 0.58]) * np.array([tone, tone**1.2, tone**1.35])
-    img = np.broadcast_to(skin, shape + (3,)).copy()
+    img = np.broadcast_to(skin.astype(np.float32), shape + (3,)).copy()
     img *= 1.0 + _smooth_noise(rng, shape, 6.0 * px_per_mm, 0.025)[..., None]
     img *= 1.0 + _smooth_noise(rng, shape, 0.6 * px_per_mm, 0.02)[..., None]
 
@@ -127,36 +145,44 @@ def paint_albedo(
     spots = _spots(u, v, look, rng, layout)[..., None]
     img = img * (1 - 0.35 * spots) + np.array([0.45, 0.30, 0.20]) * 0.35 * spots
 
-    # Lips and the lower lid rim: red that fades with pallor.
-    upper_lip, lower_lip = lip_masks(u, v, layout)
+    # Lips: red that fades with pallor (and a little with age).
+    win = _window(
+        u,
+        v,
+        (-layout.mouth_half_width - 3, layout.mouth_half_width + 3),
+        (layout.v_sto - layout.lower_vermilion - 3, layout.v_sto + layout.upper_vermilion + 3),
+    )
+    upper_lip, lower_lip = lip_masks(u[win], v[win], layout)
     lips = np.clip(upper_lip + lower_lip, 0.0, 1.0)[..., None]
     lip_red = np.clip(1.0 - 0.12 * look.pallor - 0.1 * age, 0.55, 1.3)
     lip_colour = np.array([0.74 * lip_red, 0.38 / lip_red**0.5, 0.38 / lip_red**0.3])
-    img = img * (1 - lips) + lip_colour * lips
-    for eye in (layout.eye_r, layout.eye_l):
-        _, lower, t = eye.lids(u)
-        rim = ((t > 0.05) & (t < 0.95)) * _line_field(v - (lower - 1.0), 0.7)
-        rim_colour = np.array([0.78, 0.45, 0.45]) * np.array([1.0 - 0.1 * look.pallor, 1, 1])
-        img = img * (1 - 0.6 * rim[..., None]) + rim_colour * 0.6 * rim[..., None]
+    img[win] = img[win] * (1 - lips) + lip_colour * lips
 
-    # Eyes: sclera, iris, pupil, lash line.
-    eyes = eye_mask(u, v, layout)[..., None]
-    eye_img = np.broadcast_to(np.array([0.86, 0.83, 0.80]), shape + (3,)).copy()
     for eye in (layout.eye_r, layout.eye_l):
-        cu = (eye.en[0] + eye.ex[0]) / 2.0
-        cv = (eye.en[1] + eye.ex[1]) / 2.0 + 0.5
-        d = np.hypot(u - cu, v - cv)
+        lo_u, hi_u = sorted((eye.en[0], eye.ex[0]))
+        win = _window(u, v, (lo_u - 3, hi_u + 3), (eye.en[1] - 12, eye.en[1] + 12))
+        ue, ve = u[win], v[win]
+        upper, lower, t = eye.lids(ue)
+        # The lower lid rim shows the conjunctiva's red, which pallor drains.
+        rim = ((t > 0.05) & (t < 0.95)) * _line_field(ve - (lower - 1.0), 0.7)
+        rim_colour = np.array([0.78 * (1.0 - 0.1 * look.pallor), 0.45, 0.45])
+        patch = img[win] * (1 - 0.6 * rim[..., None]) + rim_colour * 0.6 * rim[..., None]
+        # Eyeball: sclera, iris, pupil; the upper lash line darkens the lid margin.
+        eye_img = np.broadcast_to(np.array([0.86, 0.83, 0.80]), ue.shape + (3,)).copy()
+        cu, cv = (eye.en[0] + eye.ex[0]) / 2.0, (eye.en[1] + eye.ex[1]) / 2.0 + 0.5
+        d = np.hypot(ue - cu, ve - cv)
         eye_img[d < 5.6] = (0.20, 0.13, 0.09)
         eye_img[d < 2.0] = (0.03, 0.03, 0.03)
-        upper, _, t = eye.lids(u)
-        lash = ((t > 0) & (t < 1)) * _line_field(v - upper, 0.55)
-        img *= 1.0 - 0.75 * lash[..., None]
-    img = img * (1 - eyes) + eye_img * eyes
+        lash = ((t > 0) & (t < 1)) * _line_field(ve - upper, 0.55)
+        patch *= 1.0 - 0.75 * lash[..., None]
+        inside = ((t > 0) & (t < 1)) * smooth_mask(upper - ve, 0.35) * smooth_mask(ve - lower, 0.35)
+        img[win] = patch * (1 - inside[..., None]) + eye_img * inside[..., None]
 
     # Nostrils, seen from below.
+    win = _window(u, v, (-14, 14), (layout.v_sn - 6, layout.v_sn + 10))
     for s in (-1.0, 1.0):
-        nostril = np.exp(-0.5 * (((u - s * 5.5) / 2.6) ** 2 + ((v - layout.v_sn - 2.5) / 1.6) ** 2))
-        img *= 1.0 - 0.7 * nostril[..., None]
+        du, dv = (u[win] - s * 5.5) / 2.6, (v[win] - layout.v_sn - 2.5) / 1.6
+        img[win] *= 1.0 - 0.7 * np.exp(-0.5 * (du**2 + dv**2))[..., None]
 
     # Hair: brows, then scalp hair above a hairline that recedes at the temples.
     grey_hair = np.clip(1.1 * age - 0.35, 0.0, 0.8)

@@ -1,0 +1,53 @@
+"""Where the raw cohort comes from: the synthetic default, or a user's own folder.
+
+``prepare_raw_cohort`` is the first step of every run: for the synthetic default it
+simulates the cohort when absent (deterministic, cached by its manifest); for a real cohort
+it checks that the folder holds what the catalog will read. Raw files are only ever read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from face_health.synthetic import CohortSettings, ensure_cohort
+
+SOURCES = ("synthetic", "folder")
+
+
+def prepare_raw_cohort(cohort: dict[str, Any]) -> dict[str, Any]:
+    """Make sure the raw cohort exists; return its manifest.
+
+    Parameters
+    ----------
+    cohort : ``{"source": "synthetic" | "folder", "path": str, "clinical": str,
+        "synthetic": {"n": int, "seed": int, "n_jobs": int, "settings": {...}}}``
+    """
+    source = cohort.get("source", "synthetic")
+    if source not in SOURCES:
+        raise ValueError(f"cohort.source must be one of {SOURCES}, got {source!r}")
+    path = Path(cohort["path"])
+    if source == "synthetic":
+        options = cohort.get("synthetic", {})
+        manifest = ensure_cohort(
+            path,
+            n=int(options.get("n", 300)),
+            seed=int(options.get("seed", 0)),
+            settings=CohortSettings.from_dict(options.get("settings")),
+            n_jobs=int(options.get("n_jobs", 0)),
+        )
+        return {"source": source, "path": str(path), "n": manifest["n"], "seed": manifest["seed"]}
+
+    problems = []
+    if not (path / "scans").is_dir():
+        problems.append(f"no scans folder at {path / 'scans'}")
+    clinical = path / cohort.get("clinical", "clinical.csv")
+    if not clinical.is_file():
+        problems.append(f"no clinical table at {clinical}")
+    if problems:
+        raise FileNotFoundError(
+            "the configured cohort is incomplete: " + "; ".join(problems) + ". Set "
+            "cohort.path in conf/local/globals.yml (see conf/local/README.md)."
+        )
+    n_files = sum(1 for p in (path / "scans").rglob("*") if p.is_file())
+    return {"source": source, "path": str(path), "n_files": n_files}

@@ -1,0 +1,14 @@
+"""Kedro project settings."""
+
+from kedro.config import OmegaConfigLoader
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "config_patterns": {
+        "globals": ["globals*", "globals*/**"],
+    },
+    # An environment (tiny, local) overrides single nested keys, not whole sections.
+    "merge_strategy": {"parameters": "soft", "globals": "soft"},
+}

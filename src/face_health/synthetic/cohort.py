@@ -1,0 +1,260 @@
+"""A whole synthetic cohort on disk: scans, clinical table, ground-truth landmarks and latents.
+
+Layout written by :func:`write_cohort` (the raw-data contract of DESIGN.md section 2)::
+
+    DIR/cohort.json                 what was generated (n, seed, settings, version)
+    DIR/clinical.csv                subject_id, sex + every target of schema.TARGETS
+    DIR/scans/<id>.obj|.mtl|.png    textured mesh in mm, scanner frame (or <id>.ply)
+    DIR/landmarks/<id>.csv          name,x,y,z in mm, the scan's own frame (exact, on surface)
+    DIR/truth/latents.csv           generative parameters: benchmarks only, never the pipeline
+
+The same ``n`` and ``seed`` give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from face_health import schema
+from face_health.parallel import map_subjects
+from face_health.synthetic import io
+from face_health.synthetic.anatomy import FaceGrid, grid_mesh, point_on_grid, radius_field
+from face_health.synthetic.effects import appearance_from_phenotype
+from face_health.synthetic.layout import R_ARC, draw_identity, face_layout, landmark_uv
+from face_health.synthetic.phenotypes import simulate_phenotypes
+from face_health.synthetic.scanner import ScannerSettings, bake_lighting, capture, grid_normals
+from face_health.synthetic.texture import paint_albedo
+
+GENERATOR_VERSION = 1
+SCAN_FORMATS = ("obj", "ply")
+
+
+@dataclass(frozen=True)
+class CohortSettings:
+    """Everything that decides the files of a cohort besides ``n`` and ``seed``."""
+
+    obesity_criterion: str = "chinese"
+    scan_format: str = "obj"
+    texture_px_per_mm: float = 2.0
+    scanner: ScannerSettings = field(default_factory=ScannerSettings)
+    grid: FaceGrid = field(default_factory=FaceGrid)
+
+    def __post_init__(self) -> None:
+        if self.scan_format not in SCAN_FORMATS:
+            raise ValueError(f"scan_format must be one of {SCAN_FORMATS}, got {self.scan_format!r}")
+
+    @classmethod
+    def from_dict(cls, options: dict | None) -> CohortSettings:
+        options = dict(options or {})
+        scanner = ScannerSettings(**_tuples(options.pop("scanner", {})))
+        grid = FaceGrid(**options.pop("grid", {}))
+        return cls(scanner=scanner, grid=grid, **options)
+
+
+def _tuples(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def subject_ids(n: int) -> list[str]:
+    width = max(4, len(str(n)))
+    return [f"S{i + 1:0{width}d}" for i in range(n)]
+
+
+@dataclass
+class SimulatedScan:
+    """One simulated capture, in the scanner frame."""
+
+    subject_id: str
+    vertices: np.ndarray  # (n, 3) mm
+    faces: np.ndarray  # (m, 3)
+    uv: np.ndarray  # (n, 2)
+    texture: np.ndarray  # (h, w, 3) uint8
+    landmarks: np.ndarray  # (k, 3) mm, order of schema.LANDMARK_NAMES
+    latents: dict
+
+
+def simulate_face(
+    subject_id: str, phenotype: dict, seed: np.random.SeedSequence, settings: CohortSettings
+) -> SimulatedScan:
+    """Build, texture and capture the face of one subject."""
+    rng = np.random.default_rng(seed)
+    look = appearance_from_phenotype(phenotype, rng)
+    identity = draw_identity(look.sex, rng)
+    layout = face_layout(identity, look)
+    grid = settings.grid
+
+    th, yy = np.meshgrid(grid.theta, grid.y)
+    radius = radius_field(th, yy, layout, identity, look)
+    vertices, faces, uv = grid_mesh(radius, grid)
+    uv_lm = landmark_uv(layout)
+    landmarks = np.array(
+        [point_on_grid(vertices, grid, *_theta_y(uv_lm[name])) for name in schema.LANDMARK_NAMES]
+    )
+    # Overall size (sex, stature) scales the finished head about its axis.
+    vertices, landmarks = vertices * layout.scale, landmarks * layout.scale
+
+    normals = grid_normals(vertices, grid.n_y, grid.n_theta)
+    albedo = paint_albedo(layout, identity, look, grid, rng, px_per_mm=settings.texture_px_per_mm)
+    shaded, light = bake_lighting(albedo, normals, settings.scanner, rng)
+    texture = np.round(shaded * 255.0).astype(np.uint8)
+
+    # Field of view: the scanner sees the face, some scalp, the ears and a neck stub.
+    top = rng.uniform(70.0, 100.0)
+    bottom = rng.uniform(-172.0, -140.0)
+    side = np.radians(rng.uniform(96.0, 110.0))
+    keep = (yy.ravel() <= top) & (yy.ravel() >= bottom) & (np.abs(th.ravel()) <= side)
+    scanned, faces_kept, kept, lms, capture_meta = capture(
+        vertices, faces, normals.reshape(-1, 3), landmarks, keep, settings.scanner, rng
+    )
+    latents = {
+        "subject_id": subject_id,
+        **{f"look_{k}": v for k, v in look.as_dict().items() if k != "sex"},
+        **{f"identity_{k}": v for k, v in identity.traits.items()},
+        "face_scale": layout.scale,
+        **capture_meta,
+        **light,
+        "n_vertices": len(scanned),
+    }
+    return SimulatedScan(subject_id, scanned, faces_kept, uv[kept], texture, lms, latents)
+
+
+def _theta_y(uv: tuple[float, float]) -> tuple[float, float]:
+    return uv[0] / R_ARC, uv[1]
+
+
+def _write_subject(job: tuple[str, dict, np.random.SeedSequence], out: Path, settings_dict: dict):
+    subject_id, phenotype, seed = job
+    settings = CohortSettings.from_dict(settings_dict)
+    scan = simulate_face(subject_id, phenotype, seed, settings)
+    base = out / "scans" / subject_id
+    if settings.scan_format == "obj":
+        io.write_obj(base, scan.vertices, scan.faces, scan.uv, scan.texture)
+    else:
+        colours = io.sample_texture(scan.texture, scan.uv)
+        io.write_ply(base, scan.vertices, scan.faces, colours)
+    io.write_landmarks(
+        out / "landmarks" / f"{subject_id}.csv", list(schema.LANDMARK_NAMES), scan.landmarks
+    )
+    return scan.latents
+
+
+def _settings_dict(settings: CohortSettings) -> dict:
+    return json.loads(json.dumps(asdict(settings)))
+
+
+def write_cohort(
+    out_dir: str | Path,
+    n: int,
+    seed: int,
+    *,
+    settings: CohortSettings | None = None,
+    n_jobs: int = 1,
+    progress: bool = True,
+) -> dict:
+    """Simulate ``n`` subjects into the new folder ``out_dir``; returns the manifest.
+
+    Refuses to write into a folder that exists (raw data is never overwritten). Files go to
+    a temporary sibling first and are renamed at the end, so a crash leaves no half cohort.
+    """
+    out = Path(out_dir)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; the simulator writes only to a new folder")
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    settings = settings or CohortSettings()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for sub in ("scans", "landmarks", "truth"):
+            (tmp / sub).mkdir()
+        root = np.random.SeedSequence(seed)
+        pheno_seed, *subject_seeds = root.spawn(n + 1)
+        ids = subject_ids(n)
+        pheno = simulate_phenotypes(
+            n, np.random.default_rng(pheno_seed), obesity_criterion=settings.obesity_criterion
+        )
+        pheno.insert(0, schema.ID_COLUMN, ids)
+        jobs = {
+            sid: (sid, row, s)
+            for sid, row, s in zip(ids, pheno.to_dict("records"), subject_seeds, strict=True)
+        }
+        outcomes = map_subjects(
+            _write_subject,
+            jobs,
+            n_jobs=n_jobs,
+            desc="simulating faces",
+            progress=progress,
+            out=tmp,
+            settings_dict=_settings_dict(settings),
+        )
+        failed = {k: o.error for k, o in outcomes.items() if not o.ok}
+        if failed:
+            raise RuntimeError(f"simulation failed for {len(failed)} subject(s): {failed}")
+
+        clinical_cols = [schema.ID_COLUMN, schema.SEX_COLUMN, *schema.TARGET_NAMES]
+        pheno[clinical_cols].to_csv(tmp / "clinical.csv", index=False, float_format="%.4g")
+        latents = pd.DataFrame([o.value for o in outcomes.values()])
+        truth = pheno.merge(latents, on=schema.ID_COLUMN)
+        truth.to_csv(tmp / "truth" / "latents.csv", index=False, float_format="%.6g")
+        (tmp / "truth" / "README.md").write_text(
+            "Generative parameters of the synthetic cohort (face_health.synthetic).\n"
+            "For benchmarks and the latent oracle only: the pipeline never reads this folder.\n"
+        )
+        manifest = {
+            "generator": "face_health.synthetic",
+            "generator_version": GENERATOR_VERSION,
+            "n": n,
+            "seed": seed,
+            "settings": _settings_dict(settings),
+            "subjects": ids,
+        }
+        (tmp / "cohort.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def ensure_cohort(
+    out_dir: str | Path,
+    n: int,
+    seed: int,
+    *,
+    settings: CohortSettings | None = None,
+    n_jobs: int = 1,
+    progress: bool = True,
+) -> dict:
+    """Return the manifest of the cohort at ``out_dir``, simulating it first if absent.
+
+    A folder that exists but holds a different cohort (other n, seed or settings) is an
+    error, not something to overwrite.
+    """
+    out = Path(out_dir)
+    settings = settings or CohortSettings()
+    wanted = {
+        "generator_version": GENERATOR_VERSION,
+        "n": n,
+        "seed": seed,
+        "settings": _settings_dict(settings),
+    }
+    manifest_path = out / "cohort.json"
+    if out.exists():
+        if not manifest_path.exists():
+            raise FileExistsError(f"{out} exists but holds no cohort.json; not a simulated cohort")
+        manifest = json.loads(manifest_path.read_text())
+        differs = [k for k, v in wanted.items() if manifest.get(k) != v]
+        if differs:
+            raise FileExistsError(
+                f"{out} holds a different synthetic cohort (differs in: {', '.join(differs)}); "
+                "point cohort.path to a new folder or remove the old one yourself"
+            )
+        return manifest
+    return write_cohort(out, n, seed, settings=settings, n_jobs=n_jobs, progress=progress)
