@@ -60,7 +60,9 @@ def similarity_transform(
     """
     source, target = np.asarray(source, float), np.asarray(target, float)
     if source.shape != target.shape or source.ndim != 2 or source.shape[1] != 3:
-        raise ValueError(f"need two (n, 3) arrays of equal shape, got {source.shape}, {target.shape}")
+        raise ValueError(
+            f"need two (n, 3) arrays of equal shape, got {source.shape}, {target.shape}"
+        )
     if len(source) < 3:
         raise ValueError("need at least 3 corresponding points")
     mu_s, mu_t = source.mean(0), target.mean(0)

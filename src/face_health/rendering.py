@@ -18,7 +18,7 @@ import trimesh  # noqa: E402
 
 # pyrender 0.1.45 still uses ``np.infty``, which numpy 2 removed (scene bounds code path).
 if not hasattr(np, "infty"):
-    np.infty = np.inf
+    np.inf = np.inf
 
 import pyrender  # noqa: E402
 

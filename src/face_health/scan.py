@@ -212,7 +212,8 @@ def infer_units(
     scale : float
         Factor to millimetres (1, 10 or 1000).
     """
-    size = float(np.max(np.ptp(mesh.vertices, axis=0))) if len(mesh.vertices) else 0.0
+    finite = mesh.vertices[np.isfinite(mesh.vertices).all(axis=1)]
+    size = float(np.ptp(finite, axis=0).max()) if len(finite) else 0.0
     if not math.isfinite(size) or size <= 0:
         raise ScanError("cannot infer units: the mesh has no extent")
     low, high = plausible_size_mm
@@ -265,8 +266,9 @@ def clean_mesh(
     Steps: drop NaN/inf vertices and their faces; drop degenerate faces (a repeated corner
     after welding seams, or an area below ``(1e-6 * bbox diagonal)**2``); keep the largest
     connected component plus any with ``>= min_component_fraction`` of its faces (scanner
-    fragments and floating noise go); drop unreferenced vertices; above the budget, decimate
-    the welded geometry and carry UV / vertex colours over from the nearest original vertex.
+    fragments and floating noise go); drop unreferenced vertices, keeping the order of the
+    rest; above the budget, decimate with fast-simplification and carry UV / vertex colours
+    over from the nearest original vertex (UV seams kept, see :func:`_decimate`).
 
     Returns
     -------
@@ -289,10 +291,13 @@ def clean_mesh(
     if not finite.all():
         notes.append(f"removed {int((~finite).sum())} vertices with NaN/inf coordinates")
         mesh = _subset(mesh, finite[mesh.faces].all(axis=1))
+        if len(mesh.faces) == 0:
+            raise ScanError("zero faces after cleaning: every face has a NaN/inf vertex")
     if unreferenced:
         notes.append(f"removed {unreferenced} unreferenced vertices")
-    welded = _weld_index(mesh.vertices)[mesh.faces]
-    diagonal = float(np.linalg.norm(np.ptp(mesh.vertices, axis=0))) if len(mesh.faces) else 0.0
+    # weld by position so UV seams neither split components nor hide repeated corners
+    welded = trimesh.grouping.unique_rows(mesh.vertices)[1][mesh.faces]
+    diagonal = float(np.linalg.norm(np.ptp(mesh.vertices, axis=0)))
     # relative area threshold: "zero" must mean the same for a scan in metres and in mm
     tiny = trimesh.triangles.area(mesh.vertices[mesh.faces]) <= (1e-6 * diagonal) ** 2
     repeated = (welded[:, [0, 1, 2]] == welded[:, [1, 2, 0]]).any(axis=1)
@@ -346,8 +351,9 @@ def ingest_scan(
     subject_id : str
         The partition key.
     units : {'auto', 'mm', 'cm', 'm'}
-        The file's unit; ``'auto'`` infers it. An invalid value raises ``ValueError`` (a
-        configuration error, unlike bad scan data).
+        The file's unit; ``'auto'`` infers it. The unit used is recorded as
+        ``units_inferred``. An invalid value raises ``ValueError`` (a configuration error,
+        unlike bad scan data).
     plausible_width_mm : (2,) float
         Range for the longest bounding-box side after scaling; outside it, units are flagged.
 
@@ -530,11 +536,6 @@ def _plain_metadata(key: str, value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def _weld_index(vertices: np.ndarray) -> np.ndarray:
-    """(n,) int: one id per distinct position, so UV seams do not split connectivity."""
-    return trimesh.grouping.unique_rows(vertices)[1]
 
 
 def _subset(mesh: trimesh.Trimesh, face_mask: np.ndarray) -> trimesh.Trimesh:

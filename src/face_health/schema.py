@@ -43,9 +43,7 @@ TARGETS: tuple[Target, ...] = (
     Target("alcohol", "yes/no", "binary", "clinical", (0, 1), "current regular alcohol use"),
     Target("obesity", "yes/no", "condition", "conditions", (0, 1), "obesity (BMI criterion)"),
     Target("diabetes", "yes/no", "condition", "conditions", (0, 1), "type 2 diabetes"),
-    Target(
-        "metabolic_syndrome", "yes/no", "condition", "conditions", (0, 1), "metabolic syndrome"
-    ),
+    Target("metabolic_syndrome", "yes/no", "condition", "conditions", (0, 1), "metabolic syndrome"),
     Target("hyperuricemia", "yes/no", "condition", "conditions", (0, 1), "hyperuricaemia"),
     Target("nafld", "yes/no", "condition", "conditions", (0, 1), "non-alcoholic fatty liver"),
     Target("anemia", "yes/no", "condition", "conditions", (0, 1), "anaemia"),

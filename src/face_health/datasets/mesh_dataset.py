@@ -17,7 +17,7 @@ import fsspec
 import trimesh
 from kedro.io.core import AbstractDataset, DatasetError, get_filepath_str, get_protocol_and_path
 
-from face_health.scan import COMPANION_SUFFIXES, MESH_SUFFIXES, read_scan
+from face_health.scan import COMPANION_SUFFIXES, MESH_SUFFIXES, ScanError, read_scan
 
 #: Formats :meth:`MeshDataset.save` writes. GLB is the project's intermediate format: one file
 #: holding geometry, UV, the texture image and ``mesh.metadata`` (as glTF ``extras``).
@@ -71,7 +71,7 @@ class MeshDataset(AbstractDataset[trimesh.Trimesh, trimesh.Trimesh]):
     642
     """
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         *,
         filepath: str,
@@ -151,6 +151,8 @@ class MeshDataset(AbstractDataset[trimesh.Trimesh, trimesh.Trimesh]):
         """
         remote_folder, name = posixpath.split(path)
         siblings = {posixpath.basename(p): p for p in self._fs.ls(remote_folder, detail=False)}
+        if name not in siblings:
+            raise ScanError(f"file not found: {path}")
         alone = sum(s.lower().endswith(MESH_SUFFIXES) for s in siblings) == 1
         stem = posixpath.splitext(name)[0]
         queue = [name] + [

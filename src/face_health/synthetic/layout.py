@@ -131,11 +131,11 @@ def face_layout(identity: Identity, look: Appearance) -> FaceLayout:
     age = float(np.clip(look.age_factor, -0.1, 1.25))
     fat = float(np.clip(look.adiposity, -2.5, 3.5))
 
-    lower = (1.0 if male else 0.93) * (1.0 + 0.045 * i["face_height"])
+    lower = 1.0 + 0.035 * i["face_height"]  # sex differences are in the distances below
     upper = (1.0 if male else 0.95) * (1.0 + 0.05 * i["forehead_height"])
 
-    en_u = (16.5 if male else 16.0) + 1.5 * i["eye_spacing"]
-    fissure = (38.0 if male else 36.5) + 1.8 * i["eye_size"]
+    en_u = (19.5 if male else 19.0) + 1.5 * i["eye_spacing"]
+    fissure = (36.0 if male else 35.0) + 1.8 * i["eye_size"]
     ex_u = en_u + fissure
     ex_v = 1.0 + 0.8 * i["asymmetry"]
     # Fat narrows the opening a little; lids hood with age (the upper margin drops).
@@ -171,7 +171,7 @@ def face_layout(identity: Identity, look: Appearance) -> FaceLayout:
         v_pg=v_sto - (31.0 if male else 28.0) * lower,
         jaw_drop=3.0 * max(age, 0.0) + 1.5 * max(fat, 0.0),
         jaw_blur=3.0 + 2.0 * max(age, 0.0) + 1.5 * max(fat, 0.0),
-        scale=(1.0 if male else 0.94) * (1.0 + 0.03 * look.stature),
+        scale=(1.0 if male else 0.975) * (1.0 + 0.025 * look.stature),
         half_width_gain=2.6 * fat + 2.5 * i["face_width"],
         lower_face_scale=lower,
         upper_face_scale=upper,

@@ -91,7 +91,9 @@ def build_qc_report(
     report["has_clinical"] = report["subject_id"].isin(clinical["subject_id"])
     no_clinical = ~report["has_clinical"] & (report["status"] != "failed")
     report.loc[no_clinical, "status"] = "warning"
-    report.loc[no_clinical, "reason"] = _append(report.loc[no_clinical, "reason"], "no clinical row")
+    report.loc[no_clinical, "reason"] = _append(
+        report.loc[no_clinical, "reason"], "no clinical row"
+    )
 
     errors = clinical_issues[clinical_issues["severity"] == "error"]
     n_errors = errors.groupby("subject_id").size()
@@ -137,7 +139,9 @@ def cohort_contact_sheet(
     own units, hence the scale from ingest QC).
     """
     landmarks = {k.removesuffix(".csv"): load for k, load in annotations.items()}
-    have = clinical[clinical["subject_id"].isin(clean_meshes) & clinical["subject_id"].isin(landmarks)]
+    have = clinical[
+        clinical["subject_id"].isin(clean_meshes) & clinical["subject_id"].isin(landmarks)
+    ]
     chosen = pick_diverse_subjects(have, int(contact_sheet_options.get("n_subjects", 8)))
     if not chosen:
         raise ValueError(
@@ -153,7 +157,10 @@ def cohort_contact_sheet(
     return contact_sheet(
         {sid: clean_meshes[sid]() for sid in chosen},
         {
-            sid: {n: p * float(scale[sid]) for n, p in landmark_table_to_dict(landmarks[sid]()).items()}
+            sid: {
+                n: p * float(scale[sid])
+                for n, p in landmark_table_to_dict(landmarks[sid]()).items()
+            }
             for sid in chosen
         },
         labels,

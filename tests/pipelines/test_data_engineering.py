@@ -1,0 +1,72 @@
+"""The data_engineering pipeline: node logic on small tables, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from face_health.pipelines.data_engineering.nodes import build_qc_report
+
+
+def test_qc_report_joins_scans_and_clinical_rows() -> None:
+    ingest_qc = pd.DataFrame(
+        {
+            "subject_id": ["A", "B", "C"],
+            "status": ["ok", "failed", "ok"],
+            "reason": ["", "empty file", ""],
+        }
+    )
+    clinical = pd.DataFrame({"subject_id": ["A", "B", "D"]})
+    issues = pd.DataFrame(
+        {
+            "row": [1],
+            "subject_id": ["A"],
+            "column": ["hemoglobin"],
+            "severity": ["error"],
+            "message": ["13.5 looks like g/dL"],
+        }
+    )
+    report = build_qc_report(ingest_qc, clinical, issues).set_index("subject_id")
+    assert report.loc["A", "status"] == "ok" and report.loc["A", "clinical_cell_errors"] == 1
+    assert report.loc["B", "status"] == "failed" and report.loc["B", "reason"] == "empty file"
+    assert report.loc["C", "status"] == "warning" and "no clinical row" in report.loc["C", "reason"]
+    assert report.loc["D", "status"] == "failed" and report.loc["D", "reason"] == "no scan"
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_tiny_data_engineering_run_end_to_end(project_copy: Path) -> None:
+    bootstrap_project(project_copy)
+    with KedroSession.create(project_path=project_copy, env="tiny") as session:
+        session.run(pipeline_names=["data_engineering"])
+    raw = project_copy / "data" / "01_raw" / "tiny_cohort"
+    before = _hashes(raw)
+    assert any(k.startswith("scans/") for k in before)
+
+    qc_files = sorted((project_copy / "data" / "08_reporting" / "qc_report.csv").rglob("*.csv"))
+    qc = pd.read_csv(qc_files[-1])
+    assert len(qc) == 8 and (qc["status"] == "ok").all(), qc[["subject_id", "status", "reason"]]
+    splits = pd.read_csv(project_copy / "data" / "03_primary" / "splits.csv")
+    assert set(splits["split"]) == {"train", "validation", "test"}
+    assert (project_copy / "data" / "08_reporting" / "cohort_contact_sheet.png").stat().st_size > 0
+    assert (
+        len(list((project_copy / "data" / "02_intermediate" / "clean_meshes").glob("*.glb"))) == 8
+    )
+    assert (project_copy / "mlflow.db").is_file()
+
+    # A second run reuses the cohort and never touches a raw file.
+    with KedroSession.create(project_path=project_copy, env="tiny") as session:
+        session.run(pipeline_names=["data_engineering"])
+    assert _hashes(raw) == before
