@@ -1,15 +1,21 @@
-"""Putting a face into a frontal frame from its landmarks.
+"""Putting faces into one frame: the template and the similarity that moves a face onto it.
 
 ``landmark_frame`` gives the rigid transform that makes a face look along +z with +y up from
-five landmarks (eye corners, nose tip, mouth corners), which is all a contact sheet needs.
-``similarity_transform`` is the least-squares similarity (Umeyama 1991, IEEE TPAMI 13:376)
-that moves one landmark set onto another.
+five landmarks (eye corners, nose tip, mouth corners). ``similarity_transform`` is the
+least-squares similarity (Umeyama 1991, IEEE TPAMI 13:376) that moves one landmark set onto
+another; ``build_template`` makes the template from the training faces (generalised
+Procrustes mean), ``align_to_template`` fits a face to it and ``face_box`` / ``crop_to_box``
+cut away neck, shoulders and hair behind the ears.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
+import trimesh
 
 FRAME_LANDMARKS = ("en_r", "en_l", "prn", "ch_r", "ch_l")
 
@@ -77,3 +83,140 @@ def similarity_transform(
     scale = float(np.trace(np.diag(d) @ sign) / var_s) if allow_scale else 1.0
     translation = mu_t - scale * rotation @ mu_s
     return scale, rotation, translation
+
+
+def _as_array(landmarks: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    return np.array([landmarks[n] for n in names], float)
+
+
+def generalised_procrustes(
+    shapes: np.ndarray, *, iterations: int = 10, tolerance: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean shape of landmark sets by generalised Procrustes analysis (Gower 1975).
+
+    Parameters
+    ----------
+    shapes : (n, K, 3) landmark sets, mm, any pose
+
+    Returns
+    -------
+    mean : (K, 3) in mm at the average size (root-mean-square distance to the centroid)
+    aligned : (n, K, 3) every shape moved onto the mean by its similarity transform
+    """
+    shapes = np.asarray(shapes, float)
+    sizes = np.sqrt(((shapes - shapes.mean(axis=1, keepdims=True)) ** 2).sum(-1).mean(-1))
+    mean = shapes[0] - shapes[0].mean(0)
+    aligned = shapes.copy()
+    for _ in range(iterations):
+        for i, shape in enumerate(shapes):
+            s, r, t = similarity_transform(shape, mean)
+            aligned[i] = s * shape @ r.T + t
+        new_mean = aligned.mean(axis=0)
+        new_mean -= new_mean.mean(0)
+        new_mean *= sizes.mean() / np.sqrt((new_mean**2).sum(-1).mean())
+        if np.abs(new_mean - mean).max() < tolerance:
+            mean = new_mean
+            break
+        mean = new_mean
+    return mean, aligned
+
+
+@dataclass
+class Template:
+    """The template face: mean landmarks in a frontal frame (nose tip at the origin, face
+    along +z, +y up) and a representative mesh in that frame."""
+
+    landmark_names: list[str]
+    landmarks: np.ndarray  # (K, 3) mm
+    mesh: trimesh.Trimesh | None = None
+    source_subject: str = ""
+
+    def point(self, name: str) -> np.ndarray:
+        return self.landmarks[self.landmark_names.index(name)]
+
+    def table(self) -> pd.DataFrame:
+        table = pd.DataFrame(self.landmarks, columns=["x", "y", "z"])
+        table.insert(0, "name", self.landmark_names)
+        return table
+
+
+def build_template(
+    landmark_sets: dict[str, dict[str, np.ndarray]],
+    landmark_names: list[str],
+    meshes: dict[str, trimesh.Trimesh] | None = None,
+) -> Template:
+    """Template from the training faces: the Procrustes mean of their landmarks in a frontal
+    frame, and the mesh of the face closest to that mean (the medoid), moved onto it."""
+    ids = sorted(landmark_sets)
+    if len(ids) < 2:
+        raise ValueError(f"a template needs at least 2 faces, got {len(ids)}")
+    shapes = np.stack([_as_array(landmark_sets[s], landmark_names) for s in ids])
+    mean, aligned = generalised_procrustes(shapes)
+    frame = landmark_frame(dict(zip(landmark_names, mean, strict=True)))
+    mean = mean @ frame[:3, :3].T + frame[:3, 3]
+    template = Template(list(landmark_names), mean)
+    if meshes:
+        candidates = [i for i, s in enumerate(ids) if s in meshes]
+        if candidates:
+            distances = [np.linalg.norm(aligned[i] - aligned.mean(0)) for i in candidates]
+            best = candidates[int(np.argmin(distances))]
+            template.source_subject = ids[best]
+            s, r, t = similarity_transform(shapes[best], mean)
+            mesh = meshes[ids[best]].copy()
+            mesh.apply_transform(_matrix(s, r, t))
+            template.mesh = mesh
+    return template
+
+
+def _matrix(scale: float, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, :3] = scale * rotation
+    m[:3, 3] = translation
+    return m
+
+
+def align_to_template(
+    landmarks: dict[str, np.ndarray],
+    template: Template,
+    *,
+    allow_scale: bool = True,
+    names: list[str] | None = None,
+) -> dict[str, Any]:
+    """The similarity transform that moves a face's landmarks onto the template's.
+
+    Returns ``matrix`` (4x4), ``scale``, ``residual_mm`` (rms landmark distance after the
+    fit, in template millimetres), ``max_residual_mm`` and ``n_landmarks`` used.
+    """
+    use = [n for n in (names or template.landmark_names) if n in landmarks]
+    if len(use) < 3:
+        raise ValueError(f"alignment needs at least 3 landmarks, got {len(use)}")
+    source = _as_array(landmarks, use)
+    target = np.array([template.point(n) for n in use])
+    s, r, t = similarity_transform(source, target, allow_scale=allow_scale)
+    residual = np.linalg.norm(s * source @ r.T + t - target, axis=1)
+    return {
+        "matrix": _matrix(s, r, t),
+        "scale": s,
+        "residual_mm": float(np.sqrt((residual**2).mean())),
+        "max_residual_mm": float(residual.max()),
+        "n_landmarks": len(use),
+    }
+
+
+def face_box(template: Template, margin_mm: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper corners of the face region in the template frame: ear to ear at the
+    cheekbones and jaw, chin to hairline, and nothing behind the ears."""
+    p = template.point
+    xs = [p(n)[0] for n in ("zy_r", "zy_l", "go_r", "go_l", "t_r", "t_l")]
+    lower = np.array([min(xs) - margin_mm, p("gn")[1] - margin_mm, min(p("t_r")[2], p("t_l")[2])])
+    upper = np.array([max(xs) + margin_mm, p("tr")[1] + margin_mm, np.inf])
+    return lower, upper
+
+
+def crop_to_box(mesh: trimesh.Trimesh, lower: np.ndarray, upper: np.ndarray) -> trimesh.Trimesh:
+    """Keep the faces whose centroids lie inside the box (a copy; texture kept)."""
+    c = mesh.triangles_center
+    keep = np.flatnonzero(((c >= lower) & (c <= upper)).all(axis=1))
+    if len(keep) == 0:
+        raise ValueError("nothing of the mesh lies inside the face region")
+    return mesh.submesh([keep], append=True)

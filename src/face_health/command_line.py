@@ -82,5 +82,90 @@ def check_scan(scan: Path, units: str) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.argument("scan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV file to write; default: print to standard output.",
+)
+@click.option(
+    "--units",
+    type=click.Choice(["auto", "mm", "cm", "m"]),
+    default="auto",
+    show_default=True,
+    help="Units of the scan; auto infers them from its size.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Landmark network checkpoint; default: the one shipped with the package.",
+)
+def landmarks(scan: Path, out: Path | None, units: str, checkpoint: Path | None) -> None:
+    """Find the named landmarks of SCAN (OBJ, PLY, STL, OFF, GLB/glTF).
+
+    Writes name,x,y,z in the scan's own frame and units (the `unit` column says which),
+    with each landmark's confidence.
+    """
+    from face_health.landmarks.detector import LandmarkDetector
+    from face_health.scan import ingest_scan
+
+    mesh, qc = ingest_scan(scan, scan.stem, units=units)
+    if mesh is None:
+        raise click.ClickException(f"{scan}: {qc['reason']}")
+    detector = LandmarkDetector.from_checkpoint(checkpoint)
+    try:
+        table = detector.detect(mesh)
+    except ValueError as exc:
+        raise click.ClickException(f"{scan}: {exc}") from exc
+    # Ingest only rescales to millimetres, so the scan's own frame is one division away.
+    scale = float(qc["scale_to_mm"])
+    result = table[["name", "x", "y", "z"]].copy()
+    result[["x", "y", "z"]] = result[["x", "y", "z"]] / scale
+    result["unit"] = qc["units_inferred"]
+    result["confidence"] = table["confidence"].round(3)
+    text = result.to_csv(index=False, float_format="%.6g")
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        click.echo(f"wrote {len(result)} landmarks ({qc['units_inferred']}) to {out}", err=True)
+
+
+@main.command("train-landmarks")
+@click.option(
+    "--cohort",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="A raw cohort folder with scans/, landmarks/ and clinical.csv.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--views-per-scan", type=int, default=24, show_default=True)
+@click.option("--size", type=int, default=128, show_default=True, help="View size in pixels.")
+@click.option("--jobs", type=int, default=0, show_default=True, help="Render processes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_landmarks(
+    cohort: Path, out: Path, epochs: int, views_per_scan: int, size: int, jobs: int, seed: int
+) -> None:
+    """Train the landmark network on an annotated cohort (train / validation split of its
+    clinical table) and write a compact checkpoint to OUT."""
+    from face_health.landmarks.fit import train_from_cohort_folder
+
+    metrics = train_from_cohort_folder(
+        cohort,
+        out,
+        options={
+            "seed": seed,
+            "n_jobs": jobs,
+            "views": {"size": size, "views_per_scan": views_per_scan},
+            "fit": {"module": {"max_epochs": epochs}},
+        },
+    )
+    click.echo(json.dumps(metrics, indent=2, default=str))
+
+
 if __name__ == "__main__":
     main()

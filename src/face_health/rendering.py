@@ -127,3 +127,149 @@ class FaceRenderer:
             colours.append(colour[..., :3].copy())
             depths.append(depth.astype(np.float32))
         return np.stack(colours), np.stack(depths)
+
+
+class OrthoRenderer:
+    """Render channels of a mesh through orthographic cameras (landmark detection views).
+
+    Channels: ``shaded`` (grey geometry lit from the camera, no texture needed), ``depth``
+    (mm from the camera, ``nan`` where nothing was hit) and ``colour`` (texture or vertex
+    colours, RGB). One OpenGL context of ``size`` x ``size`` is reused.
+    """
+
+    def __init__(self, size: int = 128) -> None:
+        self.size = int(size)
+        self._renderer: pyrender.OffscreenRenderer | None = None
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.delete()
+            self._renderer = None
+
+    def __enter__(self) -> OrthoRenderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def render(
+        self,
+        mesh: trimesh.Trimesh,
+        cameras: list,
+        *,
+        colour: bool = True,
+    ) -> dict[str, np.ndarray]:
+        """Render every camera (``face_health.cameras.OrthoCamera``) of ``mesh``.
+
+        Returns
+        -------
+        dict with ``shaded`` (n, size, size) float32 in [0, 1]; ``depth`` (n, size, size)
+        float32 mm or nan; ``colour`` (n, size, size, 3) uint8 when ``colour`` and the mesh
+        has a texture or vertex colours.
+        """
+        if self._renderer is None:
+            self._renderer = pyrender.OffscreenRenderer(self.size, self.size)
+        grey = mesh.copy()
+        grey.visual = trimesh.visual.ColorVisuals(grey, vertex_colors=[200, 200, 200, 255])
+        geometry = pyrender.Scene(ambient_light=np.full(3, 0.15), bg_color=[0, 0, 0, 1])
+        geometry.add(pyrender.Mesh.from_trimesh(grey, smooth=True))
+        scenes = {"shaded": geometry}
+        if colour and has_colour(mesh):
+            textured = pyrender.Scene(ambient_light=np.full(3, 0.6), bg_color=[0, 0, 0, 1])
+            textured.add(pyrender.Mesh.from_trimesh(mesh, smooth=True))
+            scenes["colour"] = textured
+        nodes = {}
+        for name, scene in scenes.items():
+            cam = pyrender.OrthographicCamera(xmag=1.0, ymag=1.0, znear=1.0, zfar=5000.0)
+            cam_node = scene.add(cam)
+            intensity = 2.5 if name == "shaded" else 1.0
+            light_node = scene.add(pyrender.DirectionalLight(intensity=intensity))
+            nodes[name] = (cam, cam_node, light_node)
+
+        out: dict[str, list] = {"shaded": [], "depth": []}
+        if "colour" in scenes:
+            out["colour"] = []
+        for camera in cameras:
+            pose = camera.pose()
+            for name, scene in scenes.items():
+                cam, cam_node, light_node = nodes[name]
+                cam.xmag = cam.ymag = camera.half_extent
+                cam.zfar = camera.distance * 4.0
+                scene.set_pose(cam_node, pose)
+                scene.set_pose(light_node, pose)
+                image, depth = self._renderer.render(scene)
+                if name == "shaded":
+                    out["shaded"].append(image[..., 0].astype(np.float32) / 255.0)
+                    out["depth"].append(_orthographic_depth(depth, cam.znear, cam.zfar))
+                else:
+                    out["colour"].append(image[..., :3].copy())
+        return {k: np.stack(v) for k, v in out.items()}
+
+
+def _orthographic_depth(depth: np.ndarray, near: float, far: float) -> np.ndarray:
+    """Undo pyrender's perspective depth linearisation, which it applies to every camera.
+
+    pyrender returns ``2nf / (f + n - z_ndc (f - n))``; an orthographic projection has
+    ``z_ndc = (2d - f - n) / (f - n)``, so the distance is ``d = f + n - nf / returned``.
+    """
+    out = np.full(depth.shape, np.nan, dtype=np.float32)
+    hit = depth > 0
+    out[hit] = far + near - near * far / depth[hit]
+    return out
+
+
+def directional_views(n_per_direction: int = 3, interval_deg: float = 15.0) -> list[tuple]:
+    """The views of the method: frontal, then ``n`` each of yaw left / right and pitch up /
+    down at a fixed interval. Returns ``(name, yaw_deg, pitch_deg)``; yaw > 0 turns the face
+    to its left, pitch > 0 tilts it up."""
+    if n_per_direction < 3:
+        raise ValueError(f"the method needs at least 3 views per direction, got {n_per_direction}")
+    if interval_deg <= 0:
+        raise ValueError(f"the view interval must be positive, got {interval_deg}")
+    views: list[tuple[str, float, float]] = [("front", 0.0, 0.0)]
+    for k in range(1, n_per_direction + 1):
+        a = k * interval_deg
+        views += [
+            (f"yaw_left_{a:g}", a, 0.0),
+            (f"yaw_right_{a:g}", -a, 0.0),
+            (f"pitch_up_{a:g}", 0.0, a),
+            (f"pitch_down_{a:g}", 0.0, -a),
+        ]
+    return views
+
+
+def has_colour(mesh: trimesh.Trimesh) -> bool:
+    """Whether the mesh carries a texture or vertex colours worth rendering."""
+    visual = mesh.visual
+    if isinstance(visual, trimesh.visual.TextureVisuals):
+        return visual.uv is not None and getattr(visual.material, "image", None) is not None
+    return visual.kind == "vertex"
+
+
+#: Where a template-frame face is looked at (origin at the nose tip): its middle.
+TEMPLATE_FACE_CENTRE = np.array([0.0, 15.0, -40.0])
+
+
+def render_directional_views(mesh: trimesh.Trimesh, options: dict) -> dict[str, np.ndarray]:
+    """The directional views of one aligned face (template frame), ``name -> (S, S, 3) uint8``.
+
+    ``options``: ``n_per_direction``, ``interval_deg``, ``image_size``, ``channel``
+    (``colour``, or ``shaded`` for grey geometry; colour falls back to shaded for a scan
+    without texture), ``fov_deg``, ``distance_mm``.
+    """
+    views = directional_views(
+        int(options.get("n_per_direction", 3)), float(options.get("interval_deg", 15.0))
+    )
+    textured = options.get("channel", "colour") == "colour" and has_colour(mesh)
+    with FaceRenderer(
+        int(options.get("image_size", 112)),
+        fov_deg=float(options.get("fov_deg", 30.0)),
+        distance_mm=float(options.get("distance_mm", 420.0)),
+    ) as renderer:
+        colour, _ = renderer.render(
+            mesh,
+            [(yaw, pitch) for _, yaw, pitch in views],
+            centre=TEMPLATE_FACE_CENTRE,
+            textured=textured,
+        )
+    return {name: image for (name, _, _), image in zip(views, colour, strict=True)}

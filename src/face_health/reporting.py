@@ -15,19 +15,22 @@ from face_health.alignment import landmark_frame  # noqa: E402
 from face_health.rendering import FaceRenderer  # noqa: E402
 
 
-def pick_diverse_subjects(clinical: pd.DataFrame, n: int, *, seed: int = 0) -> list[str]:
+def pick_diverse_subjects(clinical: pd.DataFrame, n: int) -> list[str]:
     """Up to ``n`` subject ids spread over sex, age and BMI (for a contact sheet).
 
-    Subjects are ranked by age within each sex and taken at evenly spaced ranks, alternating
-    sexes, so the sheet runs from young to old for both; BMI then varies as it does.
+    Within each sex the subjects are cut into age bins, young to old; from each bin the
+    leanest or the heaviest is taken in turn, so the sheet spans age, sex and BMI.
     """
-    table = clinical.dropna(subset=["age"]).sort_values("age")
+    table = clinical.dropna(subset=["age", "bmi"]).sort_values("age")
     groups = [g for _, g in table.groupby("sex", sort=True)] if "sex" in table else [table]
     per_group = int(np.ceil(n / max(len(groups), 1)))
     chosen: list[str] = []
-    for group in groups:
-        idx = np.unique(np.linspace(0, len(group) - 1, min(per_group, len(group))).round())
-        chosen += list(group.iloc[idx.astype(int)]["subject_id"])
+    for g, group in enumerate(groups):
+        bins = np.array_split(np.arange(len(group)), min(per_group, len(group)))
+        for b, rows in enumerate(bins):
+            members = group.iloc[rows].sort_values("bmi")
+            pick = 0 if (b + g) % 2 == 0 else len(members) - 1
+            chosen.append(members.iloc[pick]["subject_id"])
     order = table.set_index("subject_id").loc[chosen].sort_values("age").index
     return list(order[:n])
 
@@ -68,5 +71,55 @@ def contact_sheet(
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def template_figure(template) -> plt.Figure:
+    """The template face with its landmarks: mesh rendered front and side, points labelled."""
+    from face_health.rendering import TEMPLATE_FACE_CENTRE
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4))
+    pts = template.landmarks
+    for ax, (i, j), title in zip(
+        axes[:2], ((0, 1), (2, 1)), ("front (x, y)", "side (z, y)"), strict=True
+    ):
+        ax.scatter(pts[:, i], pts[:, j], s=14, c="tab:red")
+        for name, p in zip(template.landmark_names, pts, strict=True):
+            ax.annotate(name, (p[i], p[j]), fontsize=7, xytext=(2, 2), textcoords="offset points")
+        ax.set_aspect("equal")
+        ax.set_title(f"template landmarks, {title}, mm")
+        ax.grid(alpha=0.3)
+    if template.mesh is not None:
+        with FaceRenderer(360, distance_mm=420.0, background=(1, 1, 1)) as renderer:
+            colour, _ = renderer.render(
+                template.mesh, [(0.0, 0.0), (40.0, 0.0)], centre=TEMPLATE_FACE_CENTRE
+            )
+        axes[2].imshow(np.concatenate(list(colour), axis=1))
+        axes[2].set_title(f"template mesh (from {template.source_subject})")
+    axes[2].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def views_contact_sheet(views: dict[str, dict[str, np.ndarray]]) -> plt.Figure:
+    """One row per subject, its directional views left to right (front first)."""
+    subjects = list(views)
+    names = list(next(iter(views.values()))) if subjects else []
+    fig, axes = plt.subplots(
+        max(len(subjects), 1),
+        max(len(names), 1),
+        figsize=(1.3 * len(names), 1.5 * len(subjects)),
+        squeeze=False,
+    )
+    for r, sid in enumerate(subjects):
+        for c, name in enumerate(names):
+            axes[r, c].imshow(views[sid][name])
+            if r == 0:
+                axes[r, c].set_title(name.replace("_", " "), fontsize=6)
+        axes[r, 0].set_ylabel(sid, fontsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.tight_layout()
     return fig

@@ -84,10 +84,24 @@ def validate_clinical_table(
 
 
 def build_qc_report(
-    ingest_qc: pd.DataFrame, clinical: pd.DataFrame, clinical_issues: pd.DataFrame
+    ingest_qc: pd.DataFrame,
+    clinical: pd.DataFrame,
+    clinical_issues: pd.DataFrame,
+    landmark_qc: pd.DataFrame,
+    alignment_qc: pd.DataFrame,
 ) -> pd.DataFrame:
-    """One row per subject seen anywhere (scan or clinical table), with its status and why."""
+    """One row per subject seen anywhere (scan or clinical table): the worst status of its
+    stages and every reason, then each stage's own columns."""
     report = ingest_qc.copy()
+    for stage, table in (("landmark", landmark_qc), ("alignment", alignment_qc)):
+        report = report.merge(table, on="subject_id", how="left")
+        status, reason = report[f"{stage}_status"], report[f"{stage}_reason"].fillna("")
+        worse = status.map(_SEVERITY).fillna(-1) > report["status"].map(_SEVERITY)
+        report.loc[worse, "status"] = status[worse]
+        has_reason = reason != ""
+        report.loc[has_reason, "reason"] = _append(
+            report.loc[has_reason, "reason"], stage + ": " + reason[has_reason]
+        )
     report["has_clinical"] = report["subject_id"].isin(clinical["subject_id"])
     no_clinical = ~report["has_clinical"] & (report["status"] != "failed")
     report.loc[no_clinical, "status"] = "warning"
@@ -108,15 +122,23 @@ def build_qc_report(
     return report.sort_values("subject_id", ignore_index=True)
 
 
-def _append(reasons: pd.Series, text: str) -> pd.Series:
-    return reasons.fillna("").map(lambda r: f"{r}; {text}" if r else text)
+_SEVERITY = {"ok": 0, "warning": 1, "failed": 2}
+
+
+def _append(reasons: pd.Series, text: str | pd.Series) -> pd.Series:
+    texts = text if isinstance(text, pd.Series) else pd.Series(text, index=reasons.index)
+    return pd.Series(
+        [f"{r}; {t}" if r else t for r, t in zip(reasons.fillna(""), texts, strict=True)],
+        index=reasons.index,
+        dtype=object,
+    )
 
 
 def split_subjects(
-    clinical: pd.DataFrame, qc_report: pd.DataFrame, splits: dict[str, Any]
+    clinical: pd.DataFrame, ingest_qc: pd.DataFrame, splits: dict[str, Any]
 ) -> pd.DataFrame:
     """Subject-level train / validation / test over subjects with a usable scan and labels."""
-    usable = qc_report.loc[qc_report["status"] != "failed", "subject_id"]
+    usable = ingest_qc.loc[ingest_qc["status"] != "failed", "subject_id"]
     table = clinical[clinical["subject_id"].isin(usable)]
     return make_splits(
         table,
@@ -128,43 +150,28 @@ def split_subjects(
 
 def cohort_contact_sheet(
     clean_meshes: dict[str, Callable[[], trimesh.Trimesh]],
-    annotations: dict[str, Callable[[], pd.DataFrame]],
+    detected_landmarks: dict[str, Callable[[], pd.DataFrame]],
     clinical: pd.DataFrame,
-    ingest_qc: pd.DataFrame,
     contact_sheet_options: dict[str, Any],
 ) -> plt.Figure:
-    """Faces of the cohort from young to old, both sexes, with age, sex and BMI.
-
-    Faces are turned frontal with the cohort's landmark annotations (given in each raw scan's
-    own units, hence the scale from ingest QC).
-    """
-    landmarks = {k.removesuffix(".csv"): load for k, load in annotations.items()}
-    have = clinical[
-        clinical["subject_id"].isin(clean_meshes) & clinical["subject_id"].isin(landmarks)
-    ]
+    """Faces of the cohort from young to old, both sexes, lean and heavy, as scanned (holes,
+    lighting and all), turned frontal with their detected landmarks."""
+    landmarks = {k.removesuffix(".csv"): load for k, load in detected_landmarks.items()}
+    ids = clinical["subject_id"]
+    have = clinical[ids.isin(clean_meshes) & ids.isin(landmarks)]
     chosen = pick_diverse_subjects(have, int(contact_sheet_options.get("n_subjects", 8)))
     if not chosen:
-        raise ValueError(
-            "no subject has both a clean mesh and an annotation table; the contact sheet needs "
-            "landmark annotations (landmarks/<subject_id>.csv) to turn faces frontal"
-        )
+        raise ValueError("no subject has both a clean mesh and landmarks for a contact sheet")
     info = clinical.set_index("subject_id")
-    scale = ingest_qc.set_index("subject_id")["scale_to_mm"]
     labels = {
         sid: f"{info.at[sid, 'sex']}, {info.at[sid, 'age']:.0f} y, BMI {info.at[sid, 'bmi']:.1f}"
         for sid in chosen
     }
     return contact_sheet(
         {sid: clean_meshes[sid]() for sid in chosen},
-        {
-            sid: {
-                n: p * float(scale[sid])
-                for n, p in landmark_table_to_dict(landmarks[sid]()).items()
-            }
-            for sid in chosen
-        },
+        {sid: landmark_table_to_dict(landmarks[sid]()) for sid in chosen},
         labels,
         image_size=int(contact_sheet_options.get("image_size", 320)),
         columns=int(contact_sheet_options.get("columns", 4)),
-        title="Synthetic cohort: faces by age, sex and BMI (scans as captured, turned frontal)",
+        title="The cohort as scanned (holes, lighting and all), turned frontal: age, sex, BMI",
     )

@@ -1,55 +1,93 @@
-"""The data_engineering pipeline: ingest and QC (landmarks, alignment and views follow)."""
+"""data_engineering: raw cohort -> clean meshes -> landmarks -> template alignment -> views."""
 
 from kedro.pipeline import Node, Pipeline
 
+from face_health.pipelines.data_engineering import geometry_nodes as geo
 from face_health.pipelines.data_engineering import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline(
+    ingest = Pipeline(
         [
-            Node(
-                nodes.prepare_cohort,
-                inputs="params:cohort",
-                outputs="raw_cohort",
-                name="prepare_raw_cohort",
-            ),
+            Node(nodes.prepare_cohort, "params:cohort", "raw_cohort", name="prepare_raw_cohort"),
             Node(
                 nodes.ingest_scans,
-                inputs=["raw_scans", "raw_cohort", "params:ingest"],
-                outputs=["clean_meshes", "ingest_qc"],
+                ["raw_scans", "raw_cohort", "params:ingest"],
+                ["clean_meshes", "ingest_qc"],
                 name="ingest_scans",
             ),
             Node(
                 nodes.validate_clinical_table,
-                inputs=["raw_clinical", "raw_cohort"],
-                outputs=["clinical", "clinical_issues"],
+                ["raw_clinical", "raw_cohort"],
+                ["clinical", "clinical_issues"],
                 name="validate_clinical_table",
             ),
             Node(
+                nodes.split_subjects,
+                ["clinical", "ingest_qc", "params:splits"],
+                "splits",
+                name="split_subjects",
+            ),
+        ],
+        tags=["ingest"],
+    )
+    landmarks = Pipeline(
+        [
+            Node(
+                geo.provide_landmark_model,
+                ["clean_meshes", "raw_landmark_annotations", "splits", "params:landmarks"],
+                ["landmark_model", "landmark_model_metrics"],
+                name="provide_landmark_model",
+            ),
+            Node(
+                geo.detect_landmarks,
+                ["clean_meshes", "landmark_model", "params:landmarks"],
+                ["detected_landmarks", "landmark_qc"],
+                name="detect_landmarks",
+            ),
+        ],
+        tags=["landmarks"],
+    )
+    alignment = Pipeline(
+        [
+            Node(
+                geo.make_template,
+                ["detected_landmarks", "clean_meshes", "splits", "landmark_qc"],
+                ["template_landmarks", "template_mesh", "template_picture"],
+                name="build_template",
+            ),
+            Node(
+                geo.align_faces,
+                ["clean_meshes", "detected_landmarks", "template_landmarks", "params:alignment"],
+                ["aligned_meshes", "alignment_qc"],
+                name="align_to_template",
+            ),
+            Node(
+                geo.render_face_views,
+                ["aligned_meshes", "params:views"],
+                ["face_views", "views_contact_sheet"],
+                name="render_directional_views",
+            ),
+        ],
+        tags=["alignment", "views"],
+    )
+    reports = Pipeline(
+        [
+            Node(
                 nodes.build_qc_report,
-                inputs=["ingest_qc", "clinical", "clinical_issues"],
-                outputs="qc_report",
+                ["ingest_qc", "clinical", "clinical_issues", "landmark_qc", "alignment_qc"],
+                "qc_report",
                 name="build_qc_report",
             ),
             Node(
-                nodes.split_subjects,
-                inputs=["clinical", "qc_report", "params:splits"],
-                outputs="splits",
-                name="split_subjects",
-            ),
-            Node(
                 nodes.cohort_contact_sheet,
-                inputs=[
-                    "clean_meshes",
-                    "raw_landmark_annotations",
-                    "clinical",
-                    "ingest_qc",
-                    "params:contact_sheet",
-                ],
-                outputs="cohort_contact_sheet",
+                ["clean_meshes", "detected_landmarks", "clinical", "params:contact_sheet"],
+                "cohort_contact_sheet",
                 name="cohort_contact_sheet",
             ),
         ],
-        tags=["data_engineering"],
+        tags=["reports"],
+    )
+    return Pipeline(
+        [ingest, landmarks, alignment, reports], namespace=None, tags=["data_engineering"]
     )

@@ -1,0 +1,211 @@
+"""Find named landmarks on a 3D scan: coarse pass to find the face, fine pass to place them.
+
+1. Coarse: render the whole scan from a few directions around its own +z axis (scans arrive
+   roughly facing +z with +y up, up to ~30 degrees off), wide enough to hold a bust; the
+   network's peaks, triangulated, give rough landmarks and so a face frame.
+2. Fine: render close views orbiting that face frame (frontal, left, right, up, down), detect
+   again and triangulate each landmark's rays robustly, snapped to the surface.
+The fine pass runs twice (the second from the first's frame), which removes most of the
+coarse pass's pose error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import trimesh
+
+from face_health.alignment import FRAME_LANDMARKS, landmark_frame
+from face_health.cameras import OrthoCamera, orbit_camera
+from face_health.landmarks.consensus import consensus_landmarks
+from face_health.landmarks.network import HeatmapNet, decode_heatmaps
+from face_health.landmarks.training import load_landmark_model
+from face_health.landmarks.views import FACE_CENTRE, network_input
+from face_health.rendering import OrthoRenderer
+
+#: The checkpoint trained by the project on its synthetic cohort, shipped in the package.
+SHIPPED_CHECKPOINT = "landmarks_synthetic.pt"
+
+
+def shipped_checkpoint() -> Path:
+    path = Path(str(resources.files("face_health") / "resources" / SHIPPED_CHECKPOINT))
+    if not path.is_file():
+        raise FileNotFoundError(f"the shipped landmark checkpoint is missing at {path}")
+    return path
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Views and thresholds of the two passes."""
+
+    coarse_views: tuple[tuple[float, float], ...] = (
+        (0, 0), (-35, 0), (35, 0), (0, -25), (0, 25), (-30, -20), (30, -20), (-30, 20), (30, 20),
+    )  # fmt: skip
+    fine_views: tuple[tuple[float, float], ...] = (
+        (0, 0), (-25, 0), (25, 0), (-50, 0), (50, 0), (0, -20), (0, 20),
+        (-30, -20), (30, -20), (-30, 20), (30, 20),
+    )  # fmt: skip
+    fine_half_extent: float = 120.0
+    coarse_margin: float = 0.55  # coarse half extent as a share of the scan's largest side
+    coarse_half_extent_range: tuple[float, float] = (150.0, 320.0)
+    fine_passes: int = 2
+    min_weight: float = 0.1
+    inlier_mm: float = 4.0
+    coarse_inlier_mm: float = 10.0
+    batch_size: int = 16
+
+
+@dataclass
+class LandmarkDetector:
+    """A trained heatmap network and the procedure that turns its views into 3D landmarks."""
+
+    net: HeatmapNet
+    landmark_names: list[str]
+    input_size: int
+    output_stride: int
+    settings: DetectorSettings = field(default_factory=DetectorSettings)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path | None = None, settings: DetectorSettings | None = None
+    ) -> LandmarkDetector:
+        """Load a checkpoint file; ``None`` loads the one shipped with the package."""
+        net, hparams = load_landmark_model(path or shipped_checkpoint())
+        return cls(
+            net=net,
+            landmark_names=list(hparams["landmark_names"]),
+            input_size=int(hparams["input_size"]),
+            output_stride=int(hparams["output_stride"]),
+            settings=settings or DetectorSettings(),
+        )
+
+    def _predict(self, mesh, cameras: list[OrthoCamera], renderer: OrthoRenderer):
+        rendered = renderer.render(mesh, cameras)
+        images = network_input(rendered, cameras)
+        heatmaps = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.settings.batch_size):
+                batch = torch.from_numpy(images[start : start + self.settings.batch_size])
+                heatmaps.append(self.net(batch).float().numpy())
+        pixels, peaks = decode_heatmaps(np.concatenate(heatmaps), self.output_stride)
+        origins = np.empty(pixels.shape[:2] + (3,))
+        directions = np.empty_like(origins)
+        for v, cam in enumerate(cameras):
+            origins[v], directions[v] = cam.rays(pixels[v])
+        return origins, directions, np.clip(peaks, 0.0, None)
+
+    def _table(self, mesh, cameras, renderer, inlier_mm) -> pd.DataFrame:
+        origins, directions, weights = self._predict(mesh, cameras, renderer)
+        table = consensus_landmarks(
+            origins,
+            directions,
+            weights,
+            mesh=mesh,
+            min_weight=self.settings.min_weight,
+            inlier_mm=inlier_mm,
+        )
+        table.insert(0, "name", [self.landmark_names[i] for i in table["index"]])
+        return table.drop(columns="index")
+
+    def detect(self, mesh: trimesh.Trimesh, renderer: OrthoRenderer | None = None) -> pd.DataFrame:
+        """Landmarks of ``mesh`` (mm, any pose within ~30 degrees of facing +z).
+
+        Returns one row per landmark: ``name, x, y, z`` (mm, the mesh's frame), ``confidence``,
+        ``n_rays, n_inliers, residual_mm, snap_mm, status``. Raises ``ValueError`` when the
+        face cannot be found (too few of the frame landmarks in the coarse pass).
+        """
+        own = renderer is None
+        renderer = renderer or OrthoRenderer(self.input_size)
+        try:
+            s = self.settings
+            extent = float(np.max(mesh.extents))
+            half = float(np.clip(s.coarse_margin * extent, *s.coarse_half_extent_range))
+            centre = mesh.bounds.mean(axis=0)
+            cameras = [
+                orbit_camera(np.eye(3), centre, yaw, pitch, half_extent=half, size=self.input_size)
+                for yaw, pitch in s.coarse_views
+            ]
+            table = self._table(mesh, cameras, renderer, s.coarse_inlier_mm)
+            for _ in range(s.fine_passes):
+                frame = _frame_from(table)
+                to_world = np.linalg.inv(frame)
+                face_centre = to_world[:3, :3] @ FACE_CENTRE + to_world[:3, 3]
+                cameras = [
+                    orbit_camera(
+                        frame[:3, :3],
+                        face_centre,
+                        yaw,
+                        pitch,
+                        half_extent=s.fine_half_extent,
+                        size=self.input_size,
+                    )
+                    for yaw, pitch in s.fine_views
+                ]
+                table = self._table(mesh, cameras, renderer, s.inlier_mm)
+            return table
+        finally:
+            if own:
+                renderer.close()
+
+
+def _frame_from(table: pd.DataFrame) -> np.ndarray:
+    found = table[table["status"] == "ok"].set_index("name")
+    missing = [n for n in FRAME_LANDMARKS if n not in found.index]
+    if missing:
+        raise ValueError(f"face not found: could not place {', '.join(missing)}")
+    return landmark_frame(
+        {n: found.loc[n, ["x", "y", "z"]].to_numpy(float) for n in FRAME_LANDMARKS}
+    )
+
+
+def read_checkpoint(path: str | Path | None = None) -> dict:
+    """The raw checkpoint dict (``state_dict``, ``hparams``) of a file, default the shipped one."""
+    checkpoint = torch.load(path or shipped_checkpoint(), map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or {"state_dict", "hparams"} - set(checkpoint):
+        raise ValueError(f"{path} is not a face_health landmark checkpoint")
+    return checkpoint
+
+
+def write_checkpoint(checkpoint: dict, path: str | Path) -> None:
+    torch.save(checkpoint, path)
+
+
+_DETECTORS: dict[str, LandmarkDetector] = {}  # one loaded network per worker process
+
+
+def detect_one(
+    source: Callable[[], trimesh.Trimesh] | trimesh.Trimesh,
+    checkpoint: str,
+    min_confidence: float = 0.3,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Detect the landmarks of one scan (a mesh or its loader) for a per-subject worker.
+
+    Returns the landmark table and a QC record: ``landmark_status`` ('ok', 'warning' when a
+    landmark could not be placed or its confidence is below ``min_confidence``),
+    ``landmark_reason``, ``landmark_mean_confidence``, ``landmark_low_confidence``.
+    """
+    if checkpoint not in _DETECTORS:
+        _DETECTORS[checkpoint] = LandmarkDetector.from_checkpoint(checkpoint)
+    mesh = source() if callable(source) else source
+    table = _DETECTORS[checkpoint].detect(mesh)
+    failed = table.loc[table["status"] != "ok", "name"].tolist()
+    low = table.loc[(table["status"] == "ok") & (table["confidence"] < min_confidence), "name"]
+    reasons = []
+    if failed:
+        reasons.append(f"not placed: {', '.join(failed)}")
+    if len(low):
+        reasons.append(f"low confidence: {', '.join(low)}")
+    qc = {
+        "landmark_status": "warning" if reasons else "ok",
+        "landmark_reason": "; ".join(reasons),
+        "landmark_mean_confidence": round(float(table["confidence"].mean()), 3),
+        "landmark_low_confidence": len(low) + len(failed),
+    }
+    return table, qc

@@ -1,0 +1,197 @@
+"""Train the landmark network from annotated scans (the simulator's or a real cohort's).
+
+Training views are rendered once per run (random directions, scales, clutter and holes, see
+``views``), in parallel worker processes, then the network is fitted with Lightning on the
+training split and early-stopped on the validation split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import trimesh
+
+from face_health import schema
+from face_health.landmarks.views import TrainingViewSettings, training_views
+from face_health.parallel import map_subjects
+from face_health.scan import read_scan
+
+logger = logging.getLogger(__name__)
+
+#: Left/right landmark pairs, for horizontal-flip augmentation.
+FLIP_PAIRS_BY_NAME = [(a, a[:-2] + "_l") for a in schema.LANDMARK_NAMES if a.endswith("_r")]
+
+_RENDERER = None  # one OpenGL context per worker process
+
+
+def _renderer(size: int):
+    global _RENDERER
+    from face_health.rendering import OrthoRenderer
+
+    if _RENDERER is None or _RENDERER.size != size:
+        _RENDERER = OrthoRenderer(size)
+    return _RENDERER
+
+
+def _render_subject(job: tuple, settings: dict, landmark_names: list[str]) -> dict:
+    subject_id, source, points, seed = job
+    mesh = source() if callable(source) else read_scan(source)
+    view_settings = TrainingViewSettings(**settings)
+    rng = np.random.default_rng(seed)
+    out = training_views(
+        mesh, points, landmark_names, view_settings, rng, _renderer(view_settings.size)
+    )
+    out["images"] = out["images"].astype(np.float16)  # halves memory; the net casts back
+    return out
+
+
+def annotation_points(table: pd.DataFrame, landmark_names: list[str]) -> np.ndarray:
+    """``(K, 3)`` points of ``landmark_names`` from a ``name,x,y,z`` table (nan if absent)."""
+    indexed = table.set_index("name")[["x", "y", "z"]]
+    return indexed.reindex(landmark_names).to_numpy(float)
+
+
+def render_training_set(
+    scans: Mapping[str, str | Path | Callable[[], trimesh.Trimesh]],
+    annotations: Mapping[str, np.ndarray],
+    *,
+    settings: TrainingViewSettings,
+    landmark_names: list[str],
+    seed: int = 0,
+    n_jobs: int = 0,
+) -> dict[str, np.ndarray]:
+    """Render training views for every annotated scan; arrays concatenated over subjects.
+
+    Scans whose annotation lacks any frame landmark are skipped with a warning.
+    """
+    seeds = np.random.SeedSequence(seed).spawn(len(scans))
+    jobs = {}
+    for (sid, source), s in zip(sorted(scans.items()), seeds, strict=True):
+        points = annotations.get(sid)
+        if points is None or np.isnan(points).any():
+            logger.warning("landmark training: %s has no complete annotation; skipped", sid)
+            continue
+        jobs[sid] = (sid, source, points, s)
+    outcomes = map_subjects(
+        _render_subject,
+        jobs,
+        n_jobs=n_jobs,
+        desc="rendering landmark training views",
+        settings=asdict(settings),
+        landmark_names=landmark_names,
+    )
+    parts = [o.value for o in outcomes.values() if o.ok]
+    for key, o in outcomes.items():
+        if not o.ok:
+            logger.warning("landmark training: %s failed to render: %s", key, o.error)
+    if not parts:
+        raise ValueError("no annotated scan could be rendered for landmark training")
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("images", "keypoints", "visible")}
+
+
+def train_landmark_network(
+    train: dict[str, np.ndarray],
+    val: dict[str, np.ndarray],
+    *,
+    landmark_names: list[str],
+    options: dict[str, Any],
+    logger_: Any = None,
+) -> tuple[Any, dict[str, float]]:
+    """Fit the network on rendered views; returns the Lightning module and its metrics."""
+    from face_health.landmarks.training import fit_landmark_model
+
+    index = {n: i for i, n in enumerate(landmark_names)}
+    flip_pairs = [(index[a], index[b]) for a, b in FLIP_PAIRS_BY_NAME if a in index and b in index]
+    module_options = {
+        "n_landmarks": len(landmark_names),
+        "landmark_names": list(landmark_names),
+        "input_size": int(train["images"].shape[-1]),
+        **options.get("module", {}),
+    }
+    return fit_landmark_model(
+        train,
+        val,
+        module_options=module_options,
+        trainer_options=options.get("trainer", {}),
+        data_options={"flip_pairs": flip_pairs, **options.get("data", {})},
+        logger=logger_,
+        patience=int(options.get("patience", 8)),
+        seed=int(options.get("seed", 0)),
+    )
+
+
+def train_checkpoint(
+    train_scans: Mapping[str, Callable[[], trimesh.Trimesh]],
+    val_scans: Mapping[str, Callable[[], trimesh.Trimesh]],
+    annotations: Mapping[str, pd.DataFrame],
+    options: dict[str, Any],
+    logger_: Any = None,
+) -> tuple[dict, dict[str, float]]:
+    """Render views of annotated training and validation scans, fit, and return the compact
+    checkpoint dict (``state_dict`` in fp16, ``hparams``) with the fit's metrics."""
+    import io
+
+    import torch
+
+    from face_health.landmarks.training import save_landmark_model
+
+    names = list(options.get("landmark_names", schema.LANDMARK_NAMES))
+    points = {s: annotation_points(t, names) for s, t in annotations.items()}
+    view_settings = TrainingViewSettings(**options.get("views", {}))
+    seed = int(options.get("seed", 0))
+    n_jobs = int(options.get("n_jobs", 0))
+    train = render_training_set(
+        train_scans, points, settings=view_settings, landmark_names=names, seed=seed, n_jobs=n_jobs
+    )
+    val_settings = TrainingViewSettings(
+        **{**asdict(view_settings), "clutter_probability": 0.0, "hole_probability": 0.0}
+    )
+    val = render_training_set(
+        val_scans, points, settings=val_settings, landmark_names=names, seed=seed + 1, n_jobs=n_jobs
+    )
+    module, metrics = train_landmark_network(
+        train, val, landmark_names=names, options=options.get("fit", {}), logger_=logger_
+    )
+    buffer = io.BytesIO()
+    save_landmark_model(module, buffer, hparams=dict(module.hparams))
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, map_location="cpu", weights_only=False)
+    metrics = {**metrics, "n_train_views": len(train["images"]), "n_val_views": len(val["images"])}
+    return checkpoint, metrics
+
+
+def train_from_cohort_folder(cohort: Path, out: Path, options: dict[str, Any]) -> dict:
+    """Train on a raw cohort folder (``scans/``, ``landmarks/``, ``clinical.csv``): the
+    training split fits, the validation split stops early; writes the checkpoint to ``out``."""
+    import torch
+
+    from face_health.clinical import read_clinical, validate_clinical
+    from face_health.scan import group_scan_files
+    from face_health.splits import make_splits, subjects_in
+
+    cohort = Path(cohort)
+    files = [str(p.relative_to(cohort / "scans")) for p in (cohort / "scans").rglob("*")]
+    scans, _ = group_scan_files(files)
+    clinical, _ = validate_clinical(read_clinical(cohort / "clinical.csv"))
+    splits = make_splits(clinical, seed=int(options.get("seed", 0)))
+    annotated = {p.stem for p in (cohort / "landmarks").glob("*.csv")}
+
+    def pick(split: str) -> dict[str, Path]:
+        return {
+            s: cohort / "scans" / scans[s]
+            for s in subjects_in(splits, split)
+            if s in scans and s in annotated
+        }
+
+    train, val = pick("train"), pick("validation")
+    tables = {s: pd.read_csv(cohort / "landmarks" / f"{s}.csv") for s in {**train, **val}}
+    checkpoint, metrics = train_checkpoint(train, val, tables, options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, out)
+    return {**metrics, "n_train_subjects": len(train), "n_val_subjects": len(val)}

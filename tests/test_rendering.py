@@ -1,0 +1,62 @@
+"""Rendering: the directional views of the method, and orthographic views for landmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from face_health.cameras import orbit_camera
+from face_health.rendering import (
+    TEMPLATE_FACE_CENTRE,
+    OrthoRenderer,
+    directional_views,
+    render_directional_views,
+)
+
+
+def test_directional_views_follow_the_method() -> None:
+    views = directional_views(3, 15.0)
+    assert len(views) == 13
+    assert views[0] == ("front", 0.0, 0.0)
+    names = {v[0] for v in views}
+    assert {"yaw_left_45", "yaw_right_15", "pitch_up_30", "pitch_down_45"} <= names
+    yaws = sorted(y for _, y, p in views if p == 0.0)
+    assert yaws == [-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0]
+    with pytest.raises(ValueError, match="at least 3"):
+        directional_views(2, 15.0)
+
+
+def _ball_face() -> trimesh.Trimesh:
+    """A coloured ball where a template-frame face would be (nose tip at the origin)."""
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=70.0)
+    ball.apply_translation(TEMPLATE_FACE_CENTRE)
+    ball.visual.vertex_colors = np.tile([200, 120, 100, 255], (len(ball.vertices), 1))
+    return ball
+
+
+def test_rendering_gives_the_configured_views_with_the_face_centred() -> None:
+    images = render_directional_views(
+        _ball_face(), {"n_per_direction": 4, "interval_deg": 10, "image_size": 64}
+    )
+    assert len(images) == 17
+    for image in images.values():
+        assert image.shape == (64, 64, 3)
+        face = image.sum(axis=-1) > 0
+        rows, cols = np.nonzero(face)
+        # Centred: the rendered object's centre of mass is near the image centre.
+        assert abs(rows.mean() - 31.5) < 3 and abs(cols.mean() - 31.5) < 3
+        assert 0.2 < face.mean() < 0.9
+
+
+def test_orthographic_depth_matches_the_camera_model() -> None:
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=50.0)
+    camera = orbit_camera(np.eye(3), np.zeros(3), 30.0, 15.0, half_extent=80.0, size=96)
+    with OrthoRenderer(96) as renderer:
+        out = renderer.render(sphere, [camera])
+    assert set(out) == {"shaded", "depth"}  # no colour on a plain mesh
+    point = np.array([[20.0, 25.0, np.sqrt(50**2 - 20**2 - 25**2)]])
+    pixel, depth = camera.project(point)
+    col, row = np.round(pixel[0]).astype(int)
+    assert out["depth"][0][row, col] == pytest.approx(depth[0], abs=0.6)
+    assert np.isnan(out["depth"][0][0, 0])  # background
