@@ -146,26 +146,25 @@ def picture(shown: dict[str, tuple], out: Path) -> None:
         frame = landmark_frame(pts)
         frontal = mesh.copy()
         frontal.apply_transform(frame)
-        size = 480
-        renderer = FaceRenderer(size, distance_mm=420.0, background=(1, 1, 1))
         centre = np.array([0.0, 15.0, -40.0])
-        colour, _ = renderer.render(frontal, [(0.0, 0.0)], centre=centre)
-        renderer.close()
+        found = np.array(list(pts.values()))
+        marks = {"found": found} if reference is None else {"found": found, "reference": reference}
+        with FaceRenderer(480, distance_mm=420.0, background=(1, 1, 1)) as renderer:
+            colour, _ = renderer.render(frontal, [(0.0, 0.0)], centre=centre)
+            pixels = {
+                k: renderer.project(v @ frame[:3, :3].T + frame[:3, 3], (0.0, 0.0), centre)
+                for k, v in marks.items()
+            }
         ax.imshow(colour[0])
-        # The same perspective camera, to draw the points where the render shows them.
-        f = size / 2 / np.tan(np.radians(30.0) / 2)
-
-        def project(p: np.ndarray) -> np.ndarray:
-            q = p @ frame[:3, :3].T + frame[:3, 3] - centre
-            z = 420.0 - q[:, 2]
-            return np.stack([size / 2 + f * q[:, 0] / z, size / 2 - f * q[:, 1] / z], axis=1)
-
-        found = project(np.array(list(pts.values())))
-        ax.scatter(found[:, 0], found[:, 1], s=14, c="tab:red", label="found")
-        if reference is not None:
-            ref = project(reference)
-            ax.scatter(ref[:, 0], ref[:, 1], s=40, facecolors="none", edgecolors="tab:blue",
-                       label="reference")
+        ax.scatter(*pixels["found"].T, s=14, c="tab:red", label="found")
+        if "reference" in pixels:
+            ax.scatter(
+                *pixels["reference"].T,
+                s=60,
+                facecolors="none",
+                edgecolors="tab:blue",
+                label="reference",
+            )
         ax.legend(loc="lower right", fontsize=8)
         ax.set_title(name)
         ax.axis("off")
@@ -189,7 +188,9 @@ def main() -> None:
         picture(shown, ROOT / "docs/images/landmarks_real_scans.png")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result["synthetic"].items() if k != "per_landmark"}, indent=2))
+    print(
+        json.dumps({k: v for k, v in result["synthetic"].items() if k != "per_landmark"}, indent=2)
+    )
     print(json.dumps(real, indent=2))
 
 

@@ -167,5 +167,33 @@ def train_landmarks(
     click.echo(json.dumps(metrics, indent=2, default=str))
 
 
+@main.command()
+@click.argument("scan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--model",
+    default=None,
+    help="A run id, models:/face_health@latest, a runs:/ URI or a model folder; "
+    "default: the newest model that `training` logged.",
+)
+@click.option(
+    "--tracking-uri",
+    default="sqlite:///mlflow.db",
+    show_default=True,
+    help="The MLflow backend to find the model in.",
+)
+def predict(scan: Path, model: str | None, tracking_uri: str) -> None:
+    """Predict age, clinical parameters and condition probabilities for SCAN; print JSON."""
+    from face_health.inference import json_record, load_scorer
+
+    try:
+        scorer = load_scorer(model, tracking_uri)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    record = scorer.score(scan)
+    click.echo(json.dumps(json_record(record), indent=2))
+    if record["qc_status"] == "failed":
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

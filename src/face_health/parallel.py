@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ import pickle
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -315,3 +316,20 @@ def _run_in_processes(
     finally:
         # On an interrupt, don't start the queued subjects.
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a block with torch limited to ``n`` intra-op threads, then restore the setting.
+
+    Small networks (the per-target MLPs) are fastest on one thread: with two, torch's
+    workers spend most of each tiny operation waiting on each other.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

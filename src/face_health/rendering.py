@@ -76,6 +76,17 @@ class FaceRenderer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def project(
+        self, points: np.ndarray, view: tuple[float, float], centre: np.ndarray
+    ) -> np.ndarray:
+        """Pixels ``(n, 2)`` (col, row) where ``render`` shows ``points`` ``(n, 3)``."""
+        head = head_rotation(*view)[:3, :3]
+        q = (np.asarray(points, float) - centre) @ head.T
+        depth = self.distance_mm - q[:, 2]
+        focal = self.image_size / 2.0 / np.tan(np.radians(self.fov_deg) / 2.0)
+        half = self.image_size / 2.0
+        return np.stack([half + focal * q[:, 0] / depth, half - focal * q[:, 1] / depth], axis=1)
+
     def render(
         self,
         mesh: trimesh.Trimesh,

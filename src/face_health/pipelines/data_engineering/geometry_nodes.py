@@ -29,6 +29,7 @@ from face_health.parallel import map_subjects
 from face_health.rendering import render_directional_views
 from face_health.reporting import template_figure, views_contact_sheet
 from face_health.splits import subjects_in
+from face_health.tracking import lightning_logger
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def provide_landmark_model(
         {s: clean_meshes[s] for s in val_ids},
         {s: tables[s]() for s in train_ids + val_ids},
         landmarks,
+        logger_=lightning_logger("landmarks"),
     )
 
 
@@ -130,10 +132,13 @@ def _align_one(job: tuple, template_table: pd.DataFrame, options: dict) -> tuple
     mesh.apply_transform(fit["matrix"])
     lower, upper = face_box(template, float(options.get("crop_margin_mm", 10.0)))
     cropped = crop_to_box(mesh, lower, upper)
+    moved = table.copy()
+    points = moved[["x", "y", "z"]].to_numpy(float)
+    moved[["x", "y", "z"]] = points @ fit["matrix"][:3, :3].T + fit["matrix"][:3, 3]
     qc = {k: v for k, v in fit.items() if k != "matrix"}
     qc["transform"] = " ".join(f"{v:.6g}" for v in fit["matrix"][:3].ravel())
     qc["n_faces_cropped"] = len(cropped.faces)
-    return cropped, qc
+    return cropped, moved, qc
 
 
 def align_faces(
@@ -141,8 +146,12 @@ def align_faces(
     detected_landmarks: dict[str, Callable[[], pd.DataFrame]],
     template_landmarks: pd.DataFrame,
     alignment: dict[str, Any],
-) -> tuple[dict[str, trimesh.Trimesh], pd.DataFrame]:
-    """Move every face onto the template (similarity fit of landmarks) and crop to the face."""
+) -> tuple[dict[str, trimesh.Trimesh], dict[str, pd.DataFrame], pd.DataFrame]:
+    """Move every face onto the template (similarity fit of landmarks) and crop to the face.
+
+    Returns the aligned meshes, their landmarks in the template frame, and a QC row each
+    (the transform, the scale and the landmark residual in mm).
+    """
     jobs = {
         key.removesuffix(".csv"): (clean_meshes[key.removesuffix(".csv")], loader)
         for key, loader in detected_landmarks.items()
@@ -156,7 +165,7 @@ def align_faces(
         template_table=template_landmarks,
         options=alignment,
     )
-    meshes, rows = {}, []
+    meshes, landmark_tables, rows = {}, {}, []
     limit = float(alignment.get("max_residual_mm", 6.0))
     for sid, outcome in outcomes.items():
         if not outcome.ok:
@@ -173,7 +182,7 @@ def align_faces(
         rows.append(
             {"subject_id": sid, "alignment_status": status, "alignment_reason": reason, **qc}
         )
-    return meshes, pd.DataFrame(rows)
+    return meshes, landmark_tables, pd.DataFrame(rows)
 
 
 def _render_one(mesh_loader: Callable[[], trimesh.Trimesh], options: dict) -> dict[str, np.ndarray]:

@@ -59,7 +59,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 geo.align_faces,
                 ["clean_meshes", "detected_landmarks", "template_landmarks", "params:alignment"],
-                ["aligned_meshes", "alignment_qc"],
+                ["aligned_meshes", "aligned_landmarks", "alignment_qc"],
                 name="align_to_template",
             ),
             Node(

@@ -1,0 +1,608 @@
+"""The global features of the method: a multi-task ResNet-50 embedding of the directional views.
+
+``EmbeddingNet`` is a timm ResNet whose global average pool is followed by a linear projection
+to ``N > 100`` dimensions; ``MultiTaskHeads`` predicts every target from that N-vector
+(regression targets standardised by a ``TargetScaler`` fitted on the training split, binary
+targets and conditions as logits). ``ViewDataModule`` owns the views: each training epoch
+draws a few random views per training subject; validation uses a fixed set of views.
+``EmbeddingModule`` trains both with a masked loss (missing labels are NaN), and
+``subject_embeddings`` turns a trained module into one row per subject.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import timm
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision import transforms
+
+from face_health.schema import ID_COLUMN, TARGET_BY_NAME
+
+ViewImage = np.ndarray | Image.Image | Callable[[], Any]
+Views = Mapping[str, Mapping[str, ViewImage]]
+
+#: ImageNet channel statistics, the input scaling of timm ResNets and of any ImageNet
+#: checkpoint a user may load, so loaded weights see inputs on their own scale.
+IMAGE_MEAN, IMAGE_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_DIRECTIONAL_VIEW = re.compile(r"^(yaw_left|yaw_right|pitch_up|pitch_down)_(\d+(?:\.\d+)?)$")
+
+
+class EmbeddingNet(nn.Module):
+    """A timm encoder with global average pooling, then a linear projection to the embedding.
+
+    Parameters
+    ----------
+    embedding_dim : N, the embedding size; the method asks for N > 100
+    backbone : timm model name, always created with ``pretrained=False`` (no network here)
+    checkpoint_path : optional local weights: an encoder state dict (e.g. timm ImageNet
+        weights; classifier keys are dropped), an ``EmbeddingNet`` state dict, or a Lightning
+        checkpoint of an ``EmbeddingModule``
+    in_chans : input channels
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int = 128,
+        *,
+        backbone: str = "resnet50",
+        checkpoint_path: str | None = None,
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__()
+        if int(embedding_dim) <= 100:
+            raise ValueError(f"the embedding needs N > 100 dimensions, got {embedding_dim}")
+        self.encoder = timm.create_model(
+            backbone, pretrained=False, num_classes=0, global_pool="avg", in_chans=in_chans
+        )
+        self.projection = nn.Linear(self.encoder.num_features, int(embedding_dim))
+        self.backbone = backbone
+        if checkpoint_path is not None:
+            self.load_weights(checkpoint_path)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``images (B, C, S, S)`` normalised -> embeddings ``(B, N)``."""
+        return self.projection(self.encoder(images))
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load the encoder (and the projection, if the file has it) from a local state dict."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"encoder checkpoint {path} does not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ValueError(f"{path} is not a readable state dict: {error}") from error
+        state = state.get("state_dict", state) if isinstance(state, Mapping) else state
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{path} holds no state dict (got {type(state).__name__})")
+        if any(k.startswith("net.") for k in state):  # an EmbeddingModule: drop its heads
+            state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+        projection = {k[11:]: v for k, v in state.items() if k.startswith("projection.")}
+        if any(k.startswith("encoder.") for k in state):
+            state = {k[8:]: v for k, v in state.items() if k.startswith("encoder.")}
+        else:  # a bare encoder: its classifier is not part of ours (num_classes=0)
+            head = self.encoder.pretrained_cfg.get("classifier") or "fc"
+            state = {k: v for k, v in state.items() if k.split(".")[0] != head}
+        try:
+            self.encoder.load_state_dict(state)
+            if projection:
+                self.projection.load_state_dict(projection)
+        except RuntimeError as error:  # torch lists the missing, unexpected and misshapen keys
+            raise ValueError(
+                f"{path} does not match the {self.backbone} encoder: {error}"
+            ) from None
+
+
+class MultiTaskHeads(nn.Module):
+    """One linear output per target from the embedding ``(B, N) -> (B, T)``: standardised
+    values for regression targets, logits for binary targets and conditions."""
+
+    def __init__(self, embedding_dim: int, target_kinds: Sequence[str], dropout: float = 0.0):
+        super().__init__()
+        unknown = sorted(set(target_kinds) - {"regression", "binary", "condition"})
+        if unknown:
+            raise ValueError(f"unknown target kinds {unknown}")
+        self.target_kinds = list(target_kinds)
+        self.register_buffer("is_binary", torch.tensor([k != "regression" for k in target_kinds]))
+        self.dropout, self.linear = nn.Dropout(dropout), nn.Linear(embedding_dim, len(target_kinds))
+
+    def forward(self, embeddings: Tensor) -> Tensor:
+        return self.linear(self.dropout(embeddings))
+
+
+def masked_multitask_loss(
+    outputs: Tensor, targets: Tensor, is_binary: Tensor, mask: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Sum over targets of each target's loss averaged over the samples that have its label.
+
+    Parameters
+    ----------
+    outputs : (B, T) standardised predictions / logits
+    targets : (B, T) standardised values / 0-1 labels; NaN where missing
+    is_binary : (T,) bool, BCE-with-logits where True, squared error otherwise
+    mask : (B, T) bool labels present; ``~isnan(targets)`` if None
+
+    Returns
+    -------
+    loss : () sum over the targets labelled in the batch (0, with a graph, if none is)
+    per_target : (T,) mean loss of each target, NaN where it has no label
+    counts : (T,) labels present per target
+    """
+    outputs = outputs.float()
+    mask = ~torch.isnan(targets) if mask is None else mask.bool()
+    # Missing entries are replaced before the loss: 0 * NaN is NaN and would poison gradients.
+    filled = torch.where(mask, targets.float(), torch.zeros_like(outputs))
+    safe = torch.where(mask, outputs, outputs.detach() * 0)
+    bce = F.binary_cross_entropy_with_logits(safe, filled.clamp(0, 1), reduction="none")
+    elementwise = torch.where(is_binary.bool()[None, :], bce, (safe - filled) ** 2) * mask
+    counts = mask.sum(dim=0)
+    per_target = elementwise.sum(dim=0) / counts.clamp(min=1)
+    loss = per_target[counts > 0].sum() + outputs.sum() * 0.0
+    return loss, torch.where(counts > 0, per_target, torch.nan), counts
+
+
+def _kinds(names: Sequence[str], kinds: Sequence[str] | None) -> list[str]:
+    unknown = [n for n in names if n not in TARGET_BY_NAME]
+    if kinds is None and unknown:
+        raise ValueError(f"targets {unknown} are not in the schema: give their kinds")
+    kinds = [TARGET_BY_NAME[n].kind for n in names] if kinds is None else list(kinds)
+    if len(kinds) != len(names):
+        raise ValueError(f"{len(kinds)} kinds for {len(names)} targets")
+    return kinds
+
+
+class TargetScaler:
+    """Standardises regression targets with statistics of the training subjects only.
+
+    Binary targets and conditions pass through; NaN (missing) stays NaN. ``fit`` records the
+    subject ids it saw in ``fitted_on``, so a test can check that nothing else was used.
+    Learned: ``mean_``, ``scale_`` (T,) (0 and 1 for binary targets), ``fitted_on``.
+    """
+
+    def __init__(self, target_names: Sequence[str], target_kinds: Sequence[str] | None = None):
+        self.target_names = list(target_names)
+        self.target_kinds = _kinds(self.target_names, target_kinds)
+
+    def fit(self, targets: pd.DataFrame) -> TargetScaler:
+        """Fit on the training subjects' rows: ``subject_id`` and the target columns."""
+        values = self._values(targets)
+        regression = np.array([k == "regression" for k in self.target_kinds])
+        with warnings.catch_warnings():  # "mean of empty slice": a target without labels
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+        # No or constant labels: scale 1 keeps values finite instead of dividing by zero.
+        self.mean_ = np.where(regression & np.isfinite(mean), mean, 0.0)
+        self.scale_ = np.where(regression & np.isfinite(std) & (std > 0), std, 1.0)
+        self.fitted_on: list[str] = targets[ID_COLUMN].astype(str).tolist()
+        return self
+
+    def transform(self, targets: pd.DataFrame | np.ndarray) -> pd.DataFrame | np.ndarray:
+        """Standardise a frame (other columns kept) or an ``(n, T)`` array."""
+        return self._apply(targets, lambda v: (v - self.mean_) / self.scale_)
+
+    def inverse_transform(self, targets: pd.DataFrame | np.ndarray) -> pd.DataFrame | np.ndarray:
+        """Back to the targets' own units."""
+        return self._apply(targets, lambda v: v * self.scale_ + self.mean_)
+
+    def _values(self, frame: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in (ID_COLUMN, *self.target_names) if c not in frame]
+        if missing:
+            raise ValueError(f"target table lacks columns {missing}")
+        values = frame[self.target_names].astype("float64").to_numpy()
+        binary = values[:, [k != "regression" for k in self.target_kinds]]
+        if not np.isin(binary[~np.isnan(binary)], (0.0, 1.0)).all():
+            raise ValueError("binary targets and conditions must be 0, 1 or NaN")
+        return values
+
+    def _apply(self, targets: Any, function: Callable[[np.ndarray], np.ndarray]) -> Any:
+        if not hasattr(self, "mean_"):
+            raise RuntimeError("TargetScaler is not fitted")
+        if not isinstance(targets, pd.DataFrame):
+            return function(np.asarray(targets, dtype=np.float64))
+        out = targets.copy()
+        out[self.target_names] = function(self._values(targets))
+        return out
+
+
+def as_pil_rgb(image: ViewImage) -> Image.Image:
+    """A view as an RGB PIL image: a PIL image, an ``(S, S[, 3])`` array (uint8, or float in
+    [0, 1]), or a loader, called without arguments, that returns either."""
+    if callable(image) and not isinstance(image, np.ndarray | Image.Image):
+        image = image()
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        array = (np.clip(array.astype(np.float64), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if array.ndim == 3 and array.shape[2] in (1, 3, 4):
+        array = array[..., 0] if array.shape[2] == 1 else array[..., :3]
+    if array.ndim not in (2, 3):
+        raise ValueError(f"a view must be (S, S) or (S, S, 3), got {array.shape}")
+    return Image.fromarray(array).convert("RGB")
+
+
+def view_transform(
+    image_size: int, *, augment: bool = False, horizontal_flip: bool = False
+) -> Callable[[Image.Image], Tensor]:
+    """PIL view -> normalised ``(3, S, S)`` tensor; ``augment`` adds a small random crop and
+    shift and a small colour jitter (and horizontal flips if asked)."""
+    steps: list[Any] = [transforms.Resize((image_size, image_size))]
+    if augment:
+        steps = [
+            transforms.RandomResizedCrop(image_size, scale=(0.85, 1.0), ratio=(0.95, 1.05)),
+            transforms.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1),
+        ]
+        # Off by default: a flipped yaw_left view looks like a yaw_right view of another face.
+        steps += [transforms.RandomHorizontalFlip()] if horizontal_flip else []
+    return transforms.Compose(
+        [*steps, transforms.ToTensor(), transforms.Normalize(IMAGE_MEAN, IMAGE_STD)]
+    )
+
+
+class ViewDataset(Dataset):
+    """``(subject_id, view)`` items as ``{"images" (3, S, S), "targets" (T,) float32 (NaN:
+    missing; all NaN for a subject without a row), "subject_id", "view"}`` samples."""
+
+    def __init__(
+        self,
+        items: Sequence[tuple[str, str]],
+        views: Views,
+        transform: Callable[[Image.Image], Tensor],
+        targets: Mapping[str, np.ndarray] | None = None,
+        n_targets: int = 0,
+    ) -> None:
+        self.items, self.views, self.transform = list(items), views, transform
+        self.targets, self.missing = targets or {}, np.full(n_targets, np.nan, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        subject, view = self.items[index]
+        image = self.transform(as_pil_rgb(self.views[subject][view]))
+        targets = torch.from_numpy(self.targets.get(subject, self.missing))
+        return {"images": image, "targets": targets, "subject_id": subject, "view": view}
+
+
+class RandomViewSampler(Sampler[int]):
+    """Each epoch, ``per_subject`` random views (dataset indices) of every subject, shuffled.
+
+    The draw depends only on ``(seed, epoch)``; Lightning calls ``set_epoch`` before each
+    epoch, so runs repeat and every epoch sees other views.
+    """
+
+    def __init__(self, groups: Sequence[Sequence[int]], per_subject: int, seed: int = 0):
+        self.groups = [np.asarray(g, dtype=np.int64) for g in groups]
+        self.per_subject, self.seed, self.epoch = int(per_subject), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return sum(min(self.per_subject, len(g)) for g in self.groups)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        drawn = [rng.choice(g, min(self.per_subject, len(g)), replace=False) for g in self.groups]
+        return iter(rng.permutation(np.concatenate(drawn)).tolist())
+
+
+def first_ring_views(view_names: Sequence[str]) -> list[str]:
+    """``front`` and, in each direction, the view at the smallest angle (the first interval)."""
+    best: dict[str, tuple[float, str]] = {}
+    for name in view_names:
+        match = _DIRECTIONAL_VIEW.match(name)
+        if match and (match[1] not in best or float(match[2]) < best[match[1]][0]):
+            best[match[1]] = (float(match[2]), name)
+    return (["front"] if "front" in view_names else []) + sorted(n for _, n in best.values())
+
+
+class ViewDataModule(L.LightningDataModule):
+    """The views and standardised targets of a cohort, by subject-level split.
+
+    Parameters
+    ----------
+    views : ``subject_id -> {view name -> (S, S, 3) array, PIL image or loader}``
+    targets : ``subject_id`` and the target columns; NaN where a label is missing
+    splits : ``subject_id`` and ``split`` in ``train``, ``validation``, ``test``
+    target_names : targets to learn, in order; kinds from the schema unless ``target_kinds``
+    image_size : S fed to the network (views are resized to it)
+    views_per_subject_per_epoch : views drawn at random per training subject and epoch
+    augment, horizontal_flip : training augmentation; flips are off by default
+    validation_views : views of validation and test; :func:`first_ring_views` if None
+
+    Batches: ``images (B, 3, S, S)``, ``targets (B, T)`` scaled by ``.scaler`` (fitted on
+    the training subjects only), ``subject_id`` and ``view`` lists. Predict: every view of
+    every subject, whatever its split.
+    """
+
+    def __init__(
+        self,
+        views: Views,
+        targets: pd.DataFrame,
+        splits: pd.DataFrame,
+        *,
+        target_names: list[str],
+        image_size: int = 112,
+        views_per_subject_per_epoch: int = 4,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        augment: bool = True,
+        horizontal_flip: bool = False,
+        target_kinds: list[str] | None = None,
+        validation_views: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["views", "targets", "splits"])
+        self.views = {str(s): dict(v) for s, v in views.items()}
+        self.target_names = list(target_names)
+        self.target_kinds = _kinds(self.target_names, target_kinds)
+        ids, table = splits[ID_COLUMN].astype(str), targets.astype({ID_COLUMN: str})
+        for name, column in (("splits", ids), ("targets", table[ID_COLUMN])):
+            if column.duplicated().any():
+                raise ValueError(
+                    f"{name} repeat subjects {column[column.duplicated()][:5].tolist()}"
+                )
+        bad = sorted(set(splits["split"]) - {"train", "validation", "test"})
+        lacking = [s for s in ids if not self.views.get(s)]
+        if bad or lacking:
+            raise ValueError(f"unknown splits {bad} or subjects without views {lacking[:5]}")
+        self.subjects = {
+            p: ids[splits["split"].eq(p)].tolist() for p in ("train", "validation", "test")
+        }
+        if not self.subjects["train"]:
+            raise ValueError("no training subjects")
+        train_rows = table[table[ID_COLUMN].isin(self.subjects["train"])]
+        self.scaler = TargetScaler(self.target_names, self.target_kinds).fit(train_rows)
+        scaled = self.scaler.transform(table[table[ID_COLUMN].isin(self.views)])
+        matrix = scaled[self.target_names].to_numpy(np.float32)
+        self.targets = dict(zip(scaled[ID_COLUMN], matrix, strict=True))
+        names = sorted({v for subject_views in self.views.values() for v in subject_views})
+        self.validation_views = validation_views or first_ring_views(names)
+
+    def _loader(self, items: list, *, train: bool = False, sampler: Sampler | None = None):
+        hp = self.hparams
+        transform = view_transform(
+            hp.image_size, augment=train and hp.augment, horizontal_flip=hp.horizontal_flip
+        )
+        dataset = ViewDataset(items, self.views, transform, self.targets, len(self.target_names))
+        return DataLoader(
+            dataset,
+            batch_size=hp.batch_size,
+            sampler=sampler,
+            num_workers=hp.num_workers,
+            persistent_workers=hp.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        items, groups = [], []
+        for subject in self.subjects["train"]:
+            groups.append(range(len(items), len(items) + len(self.views[subject])))
+            items += [(subject, v) for v in sorted(self.views[subject])]
+        per_subject = self.hparams.views_per_subject_per_epoch
+        sampler = RandomViewSampler(groups, per_subject, self.hparams.seed)
+        return self._loader(items, train=True, sampler=sampler)
+
+    def _fixed_views(self, split: str) -> DataLoader:
+        subjects, fixed = self.subjects[split], self.validation_views
+        items = [(s, v) for s in subjects for v in fixed if v in self.views[s]]
+        if not items:
+            raise ValueError(f"no {split} subject has any of the views {fixed}")
+        return self._loader(items)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._fixed_views("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._fixed_views("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader([(s, v) for s, names in self.views.items() for v in sorted(names)])
+
+
+class EmbeddingModule(L.LightningModule):
+    """Trains an :class:`EmbeddingNet` with :class:`MultiTaskHeads` on standardised targets.
+
+    Loss: :func:`masked_multitask_loss`. Logged per stage: ``train_loss``, ``val_loss``,
+    ``test_loss``; in validation and test also ``<stage>_mae_<target>`` of regression
+    targets (in the target's units: standardised errors times ``target_scale``, the training
+    standard deviations, which :func:`fit_embedding_model` takes from the scaler) and
+    ``<stage>_bce_<target>`` of binary targets and conditions. ``predict_step`` returns
+    ``{"subject_id", "view", "embeddings" (B, N)}``.
+    """
+
+    def __init__(
+        self,
+        target_names: list[str],
+        target_kinds: list[str],
+        *,
+        embedding_dim: int = 128,
+        backbone: str = "resnet50",
+        checkpoint_path: str | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        max_epochs: int = 5,
+        dropout: float = 0.0,
+        target_scale: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if len(target_names) != len(target_kinds):
+            raise ValueError(f"{len(target_kinds)} kinds for {len(target_names)} targets")
+        self.save_hyperparameters()
+        self.net = EmbeddingNet(embedding_dim, backbone=backbone, checkpoint_path=checkpoint_path)
+        self.heads = MultiTaskHeads(embedding_dim, target_kinds, dropout=dropout)
+        scale = torch.tensor(target_scale or [1.0] * len(target_names), dtype=torch.float32)
+        self.register_buffer("target_scale", scale, persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``images (B, 3, S, S)`` -> embeddings ``(B, N)``."""
+        return self.net(images)
+
+    def _step(self, batch: dict[str, Any], stage: str) -> Tensor:
+        outputs, targets = self.heads(self.net(batch["images"])), batch["targets"]
+        loss, per_target, counts = masked_multitask_loss(outputs, targets, self.heads.is_binary)
+        size = len(targets)
+        self.log(
+            f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size
+        )
+        if stage == "train":
+            return loss
+        errors = (outputs.float() - targets).abs() * self.target_scale
+        for j, (name, kind) in enumerate(
+            zip(self.hparams.target_names, self.heads.target_kinds, strict=True)
+        ):
+            if (n := int(counts[j])) > 0:  # a target without labels here would log NaN
+                value = errors[:, j].nanmean() if kind == "regression" else per_target[j]
+                metric = "mae" if kind == "regression" else "bce"
+                self.log(f"{stage}_{metric}_{name}", value, on_epoch=True, batch_size=n)
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        embeddings = self.net(batch["images"]).float().cpu()  # kept for all batches: off device
+        return {"subject_id": batch["subject_id"], "view": batch["view"], "embeddings": embeddings}
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, hp.max_epochs))
+        return {"optimizer": optimizer, "lr_scheduler": schedule}  # stepped once per epoch
+
+
+def fit_embedding_model(
+    datamodule: ViewDataModule,
+    *,
+    module_options: dict,
+    trainer_options: dict | None = None,
+    logger: Any = None,
+    patience: int = 3,
+    seed: int = 0,
+) -> tuple[EmbeddingModule, dict[str, float]]:
+    """Fit an :class:`EmbeddingModule`, early-stopped on ``val_loss``; return its best state.
+
+    Parameters
+    ----------
+    datamodule : the views; its ``target_names`` must equal ``module_options["target_names"]``
+    module_options : :class:`EmbeddingModule` arguments; ``max_epochs`` (not a trainer option,
+        the cosine schedule spans it) sets the trainer's; ``target_kinds`` and
+        ``target_scale`` default to the data module's
+    trainer_options : further ``lightning.Trainer`` arguments (e.g. ``fast_dev_run``)
+    logger : a Lightning logger, or None for none
+    patience : validation epochs without improvement before stopping
+    seed : seeds everything (weights, augmentation)
+
+    Returns
+    -------
+    The best module on the CPU in eval mode, and ``{"best_val_loss", "epochs",
+    "train_seconds"}``.
+    """
+    options = {"target_kinds": datamodule.target_kinds, **module_options}
+    if list(options.get("target_names", [])) != datamodule.target_names:
+        raise ValueError("module_options['target_names'] differ from the data module's")
+    options.setdefault("target_scale", [float(s) for s in datamodule.scaler.scale_])
+    trainer_options = dict(trainer_options or {})
+    if "max_epochs" in trainer_options:
+        raise ValueError("set max_epochs in module_options: the cosine schedule spans it")
+    L.seed_everything(seed, workers=True, verbose=False)
+    module = EmbeddingModule(**options)
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = ModelCheckpoint(scratch, monitor="val_loss", save_weights_only=True)
+        callbacks = [checkpoint, EarlyStopping(monitor="val_loss", patience=patience)]
+        trainer = L.Trainer(
+            **{
+                "accelerator": "auto",
+                "devices": 1,
+                "max_epochs": module.hparams.max_epochs,
+                "callbacks": callbacks,
+                "enable_progress_bar": True,
+                "logger": logger or False,
+                **trainer_options,
+            }
+        )
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule)
+        seconds = time.perf_counter() - start
+        if checkpoint.best_model_path:  # empty after fast_dev_run, which saves nothing
+            # Into the same module: rebuilding it would read ``checkpoint_path`` again.
+            saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+            module.load_state_dict(saved["state_dict"])
+    best = checkpoint.best_model_score
+    if best is None:
+        best = trainer.callback_metrics.get("val_loss", torch.tensor(float("nan")))
+    metrics = {"best_val_loss": float(best), "epochs": int(trainer.current_epoch)}
+    return module.cpu().eval(), {**metrics, "train_seconds": seconds}
+
+
+def subject_embeddings(
+    module: EmbeddingModule,
+    views: Views,
+    *,
+    image_size: int = 112,
+    aggregate: str = "mean",
+    batch_size: int = 64,
+) -> pd.DataFrame:
+    """One embedding per subject from its views' embeddings (on Lightning's ``auto`` device).
+
+    Parameters
+    ----------
+    module : a trained module
+    views : ``subject_id -> {view name -> image or loader}``
+    aggregate : ``mean`` of the views' embeddings (columns ``emb_000`` .. ``emb_{N-1}``), or
+        ``concat`` in sorted view order (``emb_<view>_<k>``; every subject needs every view)
+
+    Returns
+    -------
+    ``subject_id`` and the embedding columns, one row per subject, in ``views`` order.
+    """
+    if aggregate not in ("mean", "concat"):
+        raise ValueError(f"aggregate must be 'mean' or 'concat', got {aggregate!r}")
+    views = {str(s): names for s, names in views.items()}
+    order = sorted({v for names in views.values() for v in names})
+    for subject, names in views.items():
+        missing = [v for v in order if v not in names]
+        if not names or (aggregate == "concat" and missing):
+            raise ValueError(f"subject {subject} lacks views {missing} ({aggregate!r})")
+    items = [(s, v) for s, names in views.items() for v in sorted(names)]
+    dataset = ViewDataset(items, views, view_transform(image_size))
+    trainer = L.Trainer(
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    batches = trainer.predict(module, dataloaders=DataLoader(dataset, batch_size=batch_size))
+    embeddings = torch.cat([b["embeddings"] for b in batches]).numpy()
+    n, subjects = embeddings.shape[1], list(views)
+    width = max(3, len(str(n - 1)))
+    if aggregate == "mean":
+        frame = pd.DataFrame(embeddings, columns=[f"emb_{k:0{width}d}" for k in range(n)])
+        frame.insert(0, ID_COLUMN, [s for s, _ in items])
+        return frame.groupby(ID_COLUMN, sort=False).mean().reindex(subjects).reset_index()
+    columns = [f"emb_{v}_{k:0{width}d}" for v in order for k in range(n)]
+    frame = pd.DataFrame(embeddings.reshape(len(subjects), -1), columns=columns)
+    return frame.assign(**{ID_COLUMN: subjects})[[ID_COLUMN, *columns]]

@@ -1,0 +1,464 @@
+"""Per-target estimators: a small masked MLP and the baselines it must beat.
+
+Every estimator follows scikit-learn's contract (``__init__`` stores hyperparameters only,
+``fit`` returns ``self``, learned state ends in ``_``), so it clones, pickles and sits in a
+``Pipeline``. All take a feature matrix ``X`` (n, d) and a label matrix ``Y`` (n, k) whose
+NaN entries are missing labels: a subject without a lab value still teaches the other outputs.
+``HealthModels`` wires them to the project's tables: one estimator per group of targets (or
+per target) and per model kind, fitted on the training split, early-stopped on validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
+from sklearn.metrics import log_loss
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from face_health.schema import ID_COLUMN, TARGETS
+
+#: Prefixes of the feature columns: global ResNet-50 embedding and local facial-omics PCA.
+INPUT_PREFIXES = {"global": ("emb_",), "local": ("pc_",), "both": ("emb_", "pc_")}
+
+
+def _as_2d(a: np.ndarray | pd.DataFrame | Sequence, name: str) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
+    return arr
+
+
+def _binary_mask(kinds: Sequence[str], k: int) -> np.ndarray:
+    """Which of ``k`` outputs are binary ('condition' counts as binary)."""
+    if len(kinds) != k:
+        raise ValueError(f"{len(kinds)} kinds given for {k} outputs")
+    unknown = set(kinds) - {"regression", "binary", "condition"}
+    if unknown:
+        raise ValueError(f"unknown output kinds {sorted(unknown)}")
+    return np.array([kind != "regression" for kind in kinds])
+
+
+def _network(n_in: int, hidden: Sequence[int], n_out: int, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(n_in, width), nn.ReLU(), nn.Dropout(dropout)]
+        n_in = width
+    return nn.Sequential(*layers, nn.Linear(n_in, n_out))
+
+
+class MaskedMLP(BaseEstimator):
+    """A small torch MLP for one or more outputs with missing labels masked out of the loss.
+
+    X is imputed (training median) and standardised internally, as are regression outputs;
+    binary outputs are trained with BCE-with-logits. Each output's loss is averaged over its
+    labelled rows in the batch, then over outputs, so a sparse label is not drowned out.
+
+    Parameters
+    ----------
+    kinds : sequence of {'regression', 'binary'}
+        One per output column of ``Y``.
+    hidden : sequence of int
+        Widths of the hidden layers (ReLU, then dropout).
+    dropout, lr, weight_decay : float
+        Regularisation and AdamW settings; a ~200-subject cohort needs all three.
+    max_epochs, patience : int
+        Epoch budget; with validation data, stop after ``patience`` epochs without improvement
+        of the masked validation loss and restore the best weights.
+    batch_size : int
+        Mini-batch size.
+    seed : int
+        Seeds weight initialisation, dropout and shuffling; the same seed gives the same model.
+    """
+
+    def __init__(
+        self,
+        kinds: Sequence[str] = ("regression",),
+        hidden: Sequence[int] = (64,),
+        dropout: float = 0.2,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-3,
+        max_epochs: int = 400,
+        patience: int = 30,
+        batch_size: int = 64,
+        seed: int = 0,
+    ) -> None:
+        self.kinds = kinds
+        self.hidden = hidden
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def _scale_x(self, X: np.ndarray) -> torch.Tensor:
+        X = np.where(np.isnan(X), self.x_median_, X)
+        return torch.as_tensor((X - self.x_mean_) / self.x_scale_, dtype=torch.float32)
+
+    def _scale_y(self, Y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = ~np.isnan(Y)
+        Z = np.where(mask, (Y - self.y_mean_) / self.y_scale_, 0.0)
+        return torch.as_tensor(Z, dtype=torch.float32), torch.as_tensor(mask)
+
+    def _loss(self, out: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        binary = torch.as_tensor(self.binary_)
+        per = torch.where(
+            binary,
+            nn.functional.binary_cross_entropy_with_logits(out, z, reduction="none"),
+            (out - z) ** 2,
+        )
+        counts = mask.sum(0)
+        per_output = (per * mask).sum(0) / counts.clamp(min=1)
+        present = counts > 0
+        return per_output[present].mean() if present.any() else out.sum() * 0.0
+
+    def fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        X_val: np.ndarray | None = None,
+        Y_val: np.ndarray | None = None,
+    ) -> MaskedMLP:
+        """Fit on ``X`` (n, d) and ``Y`` (n, k); early-stop on ``(X_val, Y_val)`` if given.
+
+        Returns
+        -------
+        MaskedMLP
+            ``self``, with ``model_``, ``best_epoch_``, ``n_epochs_`` and ``history_``.
+        """
+        X, Y = _as_2d(X, "X"), _as_2d(Y, "Y")
+        self.binary_ = _binary_mask(self.kinds, Y.shape[1])
+        if (self.binary_ & (~np.isin(Y, (0.0, 1.0)) & ~np.isnan(Y)).any(0)).any():
+            raise ValueError("binary outputs must be 0, 1 or NaN")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice" / "Mean of empty"
+            # An all-NaN feature becomes 0; an output without labels gets mean 0, scale 1.
+            self.x_median_ = np.nan_to_num(np.nanmedian(X, axis=0))
+            mean, std = np.nan_to_num(np.nanmean(Y, 0)), np.nan_to_num(np.nanstd(Y, 0), nan=1.0)
+        Xi = np.where(np.isnan(X), self.x_median_, X)
+        self.x_mean_ = Xi.mean(0)
+        self.x_scale_ = np.where(Xi.std(0) > 1e-12, Xi.std(0), 1.0)
+        # Binary outputs stay 0/1 for the BCE loss; regression outputs train in z-units.
+        self.y_mean_ = np.where(self.binary_, 0.0, mean)
+        self.y_scale_ = np.where(self.binary_ | (std < 1e-12), 1.0, std)
+
+        rows = (~np.isnan(Y)).any(1)  # subjects with no label at all add nothing to the loss
+        x, (z, mask) = self._scale_x(X[rows]), self._scale_y(Y[rows])
+        has_val = X_val is not None and Y_val is not None
+        if has_val:
+            xv = self._scale_x(_as_2d(X_val, "X_val"))
+            zv, mv = self._scale_y(_as_2d(Y_val, "Y_val"))
+            has_val = bool(mv.any())
+
+        # fork_rng keeps the caller's global torch RNG untouched while we seed our own.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            generator = torch.Generator().manual_seed(self.seed)
+            model = _network(X.shape[1], self.hidden, Y.shape[1], self.dropout)
+            optimiser = torch.optim.AdamW(
+                model.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            )
+            history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+            best_loss, best_epoch, best_state = np.inf, 0, None
+            for epoch in range(self.max_epochs):
+                model.train()
+                order = torch.randperm(len(x), generator=generator)
+                total = 0.0
+                for start in range(0, len(x), self.batch_size):
+                    batch = order[start : start + self.batch_size]
+                    optimiser.zero_grad()
+                    loss = self._loss(model(x[batch]), z[batch], mask[batch])
+                    loss.backward()
+                    optimiser.step()
+                    total += float(loss.detach()) * len(batch)
+                history["train_loss"].append(total / max(len(x), 1))
+                if not has_val:
+                    continue
+                model.eval()
+                with torch.no_grad():
+                    val_loss = float(self._loss(model(xv), zv, mv))
+                history["val_loss"].append(val_loss)
+                if val_loss < best_loss - 1e-6:
+                    best_loss, best_epoch = val_loss, epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                elif epoch - best_epoch >= self.patience:
+                    break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()
+        self.model_ = model
+        self.history_ = history
+        self.n_epochs_ = len(history["train_loss"])
+        self.best_epoch_ = best_epoch if best_state is not None else self.n_epochs_ - 1
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Regression outputs in original units, probabilities for binary ones: (n, k)."""
+        with torch.no_grad():
+            out = self.model_(self._scale_x(_as_2d(X, "X"))).double().numpy()
+        out = out * self.y_scale_ + self.y_mean_
+        out[:, self.binary_] = 1.0 / (1.0 + np.exp(-out[:, self.binary_]))
+        return out
+
+
+class MeanBaseline(BaseEstimator):
+    """Predicts each output's training mean (regression) or prevalence (binary), NaN-aware."""
+
+    def __init__(self, kinds: Sequence[str] = ("regression",)) -> None:
+        self.kinds = kinds
+
+    def fit(self, X: np.ndarray, Y: np.ndarray, X_val=None, Y_val=None) -> MeanBaseline:
+        """Store the mean of the labelled rows of each column of ``Y``; X is ignored."""
+        Y = _as_2d(Y, "Y")
+        _binary_mask(self.kinds, Y.shape[1])
+        # The prevalence of a 0/1 label is its mean, so one formula serves both kinds.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an unlabelled output -> NaN
+            self.means_ = np.nanmean(Y, axis=0)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The stored means, repeated for every row of ``X``: (n, k)."""
+        return np.tile(self.means_, (len(_as_2d(X, "X")), 1))
+
+
+class LinearBaseline(BaseEstimator):
+    """Per output a ridge (regression) or L2-logistic (binary) model on imputed, standardised X.
+
+    Each output is fitted on the rows where its label is present. Ridge picks its penalty by
+    efficient leave-one-out; logistic regression picks ``C`` by validation log-loss when a
+    validation split is given, else by cross-validation on the training rows.
+    """
+
+    def __init__(
+        self,
+        kinds: Sequence[str] = ("regression",),
+        alphas: Sequence[float] = tuple(np.logspace(-2, 4, 13)),
+        Cs: Sequence[float] = tuple(np.logspace(-3, 2, 11)),
+    ) -> None:
+        self.kinds = kinds
+        self.alphas = alphas
+        self.Cs = Cs
+
+    def _pipeline(self, model: BaseEstimator) -> Pipeline:
+        return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), model)
+
+    def _fit_binary(
+        self, X: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None
+    ) -> Pipeline | float:
+        positives = int(y.sum())
+        minority = min(positives, len(y) - positives)
+        if minority == 0:
+            return float(y.mean())  # one class only: nothing to discriminate, predict it
+        if val is not None and len(val[1]) > 0:
+            X_val, y_val = val
+            best, best_loss = None, np.inf
+            for C in self.Cs:
+                pipe = self._pipeline(LogisticRegression(C=C, max_iter=1000)).fit(X, y)
+                loss = log_loss(y_val, pipe.predict_proba(X_val)[:, 1], labels=[0, 1])
+                if loss < best_loss:
+                    best, best_loss = pipe, loss
+            return best
+        if minority < 2:  # too few of one class to cross-validate: sklearn's default C
+            return self._pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
+        model = LogisticRegressionCV(
+            Cs=list(self.Cs),
+            cv=min(5, minority),
+            scoring="neg_log_loss",
+            l1_ratios=(0.0,),
+            max_iter=1000,
+            use_legacy_attributes=False,
+        )
+        return self._pipeline(model).fit(X, y)
+
+    def fit(self, X, Y, X_val=None, Y_val=None) -> LinearBaseline:
+        """Fit one linear model per column of ``Y`` on its labelled rows."""
+        X, Y = _as_2d(X, "X"), _as_2d(Y, "Y")
+        binary = _binary_mask(self.kinds, Y.shape[1])
+        has_val = X_val is not None and Y_val is not None
+        if has_val:
+            X_val, Y_val = _as_2d(X_val, "X_val"), _as_2d(Y_val, "Y_val")
+        self.estimators_: list[Pipeline | float] = []
+        for j in range(Y.shape[1]):
+            rows = ~np.isnan(Y[:, j])
+            y = Y[rows, j]
+            if rows.sum() < 3:  # too few labels for any fit: fall back to their mean
+                self.estimators_.append(float(y.mean()) if len(y) else np.nan)
+            elif binary[j]:
+                val = (
+                    (X_val[~np.isnan(Y_val[:, j])], Y_val[~np.isnan(Y_val[:, j]), j])
+                    if has_val
+                    else None
+                )
+                self.estimators_.append(self._fit_binary(X[rows], y.astype(int), val))
+            else:
+                pipe = self._pipeline(RidgeCV(alphas=np.asarray(self.alphas)))
+                self.estimators_.append(pipe.fit(X[rows], y))
+        self.binary_ = binary
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Values (regression) and probabilities (binary): (n, k)."""
+        X = _as_2d(X, "X")
+        out = np.empty((len(X), len(self.estimators_)))
+        for j, est in enumerate(self.estimators_):
+            if isinstance(est, float):
+                out[:, j] = est
+            elif self.binary_[j]:
+                out[:, j] = est.predict_proba(X)[:, 1]
+            else:
+                out[:, j] = est.predict(X)
+        return out
+
+
+MODEL_KINDS: dict[str, type[BaseEstimator]] = {
+    "mlp": MaskedMLP,
+    "mean": MeanBaseline,
+    "linear": LinearBaseline,
+}
+
+
+@dataclass
+class GroupSpec:
+    """A set of targets fitted by one estimator; ``kinds`` are 'regression' or 'binary'."""
+
+    name: str
+    targets: list[str]
+    kinds: list[str]
+
+
+def target_groups(per: str = "group") -> list[GroupSpec]:
+    """Group the schema's targets: ``'group'`` (age, clinical, conditions) or ``'target'``."""
+    if per not in ("group", "target"):
+        raise ValueError(f"per must be 'group' or 'target', got {per!r}")
+    specs: dict[str, GroupSpec] = {}
+    for t in TARGETS:
+        key = t.group if per == "group" else t.name
+        spec = specs.setdefault(key, GroupSpec(key, [], []))
+        spec.targets.append(t.name)
+        spec.kinds.append("regression" if t.kind == "regression" else "binary")
+    return list(specs.values())
+
+
+class HealthModels(BaseEstimator):
+    """Every target of the schema: for each group spec, one estimator of each requested kind.
+
+    Parameters
+    ----------
+    per : {'group', 'target'}
+        One estimator per target group (multi-output) or per target.
+    inputs : {'global', 'local', 'both'}
+        Feature columns used: ``emb_*`` (ResNet-50), ``pc_*`` (facial omics) or both.
+    kinds : sequence of str
+        Keys of ``MODEL_KINDS`` to fit side by side.
+    mlp_params : dict, optional
+        Keyword arguments of ``MaskedMLP`` (``kinds`` and ``seed`` are set here).
+    seed : int
+        Seed of every MLP.
+    """
+
+    def __init__(
+        self,
+        per: str = "group",
+        inputs: str = "both",
+        kinds: Sequence[str] = ("mlp", "mean", "linear"),
+        mlp_params: dict | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.per = per
+        self.inputs = inputs
+        self.kinds = kinds
+        self.mlp_params = mlp_params
+        self.seed = seed
+
+    def _feature_columns(self, features: pd.DataFrame) -> list[str]:
+        if self.inputs not in INPUT_PREFIXES:
+            raise ValueError(f"inputs must be one of {sorted(INPUT_PREFIXES)}, got {self.inputs!r}")
+        columns = [c for c in features.columns if str(c).startswith(INPUT_PREFIXES[self.inputs])]
+        if not columns:
+            raise ValueError(f"no feature columns match inputs={self.inputs!r}")
+        return columns
+
+    def _make(self, kind: str, spec: GroupSpec) -> BaseEstimator:
+        if kind == "mlp":
+            return MaskedMLP(**{**(self.mlp_params or {}), "kinds": spec.kinds, "seed": self.seed})
+        return MODEL_KINDS[kind](kinds=spec.kinds)
+
+    def fit(
+        self, features: pd.DataFrame, targets: pd.DataFrame, splits: pd.DataFrame
+    ) -> HealthModels:
+        """Fit on the training subjects; validation subjects only steer early stopping.
+
+        Parameters
+        ----------
+        features : pandas.DataFrame
+            ``subject_id`` plus feature columns, one row per subject.
+        targets : pandas.DataFrame
+            ``subject_id`` plus target columns (NaN where missing); absent targets are skipped.
+        splits : pandas.DataFrame
+            ``subject_id`` and ``split`` in {'train', 'validation', 'test'}.
+        """
+        unknown = set(self.kinds) - set(MODEL_KINDS)
+        if unknown:
+            raise ValueError(f"unknown model kinds {sorted(unknown)}")
+        self.feature_columns_ = self._feature_columns(features)
+        split_of = splits.set_index(ID_COLUMN)["split"]
+        feats = features.set_index(ID_COLUMN)
+        labels = targets.set_index(ID_COLUMN)
+
+        def rows(split: str) -> tuple[np.ndarray, pd.DataFrame]:
+            ids = [s for s in feats.index if split_of.get(s) == split]
+            return feats.loc[ids, self.feature_columns_].to_numpy(float), labels.reindex(ids)
+
+        X, Y = rows("train")
+        X_val, Y_val = rows("validation")
+        if len(X) == 0:
+            raise ValueError("no training subjects with features")
+        self.fitted_on_ = list(Y.index)
+        self.groups_: list[GroupSpec] = []
+        self.estimators_: dict[str, dict[str, BaseEstimator]] = {k: {} for k in self.kinds}
+        for spec in target_groups(self.per):
+            keep = [i for i, t in enumerate(spec.targets) if t in labels.columns]
+            if not keep:
+                continue
+            spec = GroupSpec(
+                spec.name, [spec.targets[i] for i in keep], [spec.kinds[i] for i in keep]
+            )
+            self.groups_.append(spec)
+            y, y_val = Y[spec.targets].to_numpy(float), Y_val[spec.targets].to_numpy(float)
+            for kind in self.kinds:
+                est = self._make(kind, spec)
+                has_val = len(X_val) > 0
+                est.fit(X, y, X_val if has_val else None, y_val if has_val else None)
+                self.estimators_[kind][spec.name] = est
+        return self
+
+    def predict(self, features: pd.DataFrame, model: str = "mlp") -> pd.DataFrame:
+        """``subject_id`` plus one column per target: a value or a probability."""
+        if model not in self.estimators_:
+            raise ValueError(f"model {model!r} not fitted; have {sorted(self.estimators_)}")
+        X = features[self.feature_columns_].to_numpy(float)
+        out = pd.DataFrame({ID_COLUMN: features[ID_COLUMN].to_numpy()})
+        for spec in self.groups_:
+            pred = self.estimators_[model][spec.name].predict(X)
+            for j, target in enumerate(spec.targets):
+                out[target] = pred[:, j]
+        return out
+
+    def predict_all(self, features: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """``predict`` for every fitted model kind: model name -> predictions table."""
+        return {kind: self.predict(features, model=kind) for kind in self.estimators_}

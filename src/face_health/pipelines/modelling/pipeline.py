@@ -1,0 +1,64 @@
+"""The modelling pipeline: fit, evaluate on the test split once, report, log the model."""
+
+from kedro.pipeline import Node, Pipeline
+
+from face_health.pipelines.modelling import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                nodes.assemble_model_input,
+                ["global_features", "local_features"],
+                "model_input",
+                name="assemble_model_input",
+            ),
+            Node(
+                nodes.train_health_models,
+                ["model_input", "clinical", "splits", "params:modelling"],
+                "health_models",
+                name="train_mlps_and_baselines",
+            ),
+            Node(
+                nodes.evaluate_on_test,
+                ["health_models", "model_input", "clinical", "splits", "params:modelling"],
+                ["test_metrics", "test_predictions", "test_metrics_mlflow"],
+                name="evaluate_on_test_split",
+            ),
+            Node(
+                nodes.ablation,
+                ["model_input", "clinical", "splits", "params:modelling"],
+                "ablation_metrics",
+                name="ablation_global_local_both",
+            ),
+            Node(
+                nodes.report_figures,
+                ["test_predictions", "clinical", "test_metrics"],
+                ["age_plot", "condition_plot", "summary_plot"],
+                name="report_figures",
+            ),
+            Node(
+                nodes.write_model_card,
+                ["test_metrics", "raw_cohort", "splits"],
+                "model_card",
+                name="write_model_card",
+            ),
+            Node(
+                nodes.log_inference_model,
+                [
+                    "landmark_model",
+                    "template_landmarks",
+                    "template_mesh",
+                    "embedding_model",
+                    "template_region_centroids",
+                    "facial_omics_model",
+                    "health_models",
+                    "parameters",
+                ],
+                "inference_model_info",
+                name="log_inference_model",
+            ),
+        ],
+        tags=["modelling"],
+    )

@@ -1,0 +1,169 @@
+"""Metrics against hand-computed values, bootstrap intervals, the test-only evaluation,
+figures and the model card."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from face_health.evaluation import (
+    age_plots,
+    binary_metrics,
+    bootstrap_ci,
+    condition_plots,
+    evaluate,
+    model_card,
+    regression_metrics,
+    summary_figure,
+)
+
+T = np.array([0.0, 0.0, 1.0, 1.0])
+P = np.array([0.1, 0.4, 0.35, 0.8])
+
+
+def test_regression_metrics_by_hand():
+    m = regression_metrics([1, 2, 3, 4, np.nan], [2, 2, 3, 6, 5])  # NaN pair dropped
+    assert m["mae"] == pytest.approx(0.75)
+    assert m["rmse"] == pytest.approx(np.sqrt(5 / 4))
+    assert m["r2"] == pytest.approx(0.0)  # ss_res = ss_tot = 5
+    assert m["pearson_r"] == pytest.approx(6.5 / np.sqrt(5 * 10.75))
+
+
+def test_regression_metrics_constant_gives_nan_r():
+    m = regression_metrics([1, 2, 3, 4, 5, 6, 7], [0.1] * 7)  # float mean: rounding noise
+    assert np.isnan(m["pearson_r"])
+    assert np.isnan(regression_metrics([2, 2, 2], [1, 2, 3])["r2"])
+
+
+def test_binary_metrics_by_hand():
+    m = binary_metrics(T, P)
+    assert m["auroc"] == pytest.approx(0.75)  # 3 of 4 positive-negative pairs ranked right
+    # Thresholds 0.8 (P=1, R=.5), 0.4 (P=.5, R=.5), 0.35 (P=2/3, R=1).
+    assert m["auprc"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    assert m["brier"] == pytest.approx((0.01 + 0.16 + 0.4225 + 0.04) / 4)
+    assert m["ece"] == pytest.approx((0.1 + 0.4 + 0.65 + 0.2) / 4)  # one subject per bin
+
+
+def test_ece_shared_bins():
+    # Bin [0.1, 0.2): mean p .15 vs rate .5; bin [0.9, 1]: .9 vs 1 (p = 1 joins the top bin).
+    m = binary_metrics([0, 1, 1, 1], [0.12, 0.18, 0.9, 1.0])
+    assert m["ece"] == pytest.approx((2 * 0.35 + abs(2 - 1.9)) / 4)
+
+
+def test_binary_metrics_match_sklearn_with_ties():
+    rng = np.random.default_rng(1)
+    t = rng.integers(0, 2, 60)
+    p = np.round(rng.random(60), 1)  # many ties
+    m = binary_metrics(t, p)
+    assert m["auroc"] == pytest.approx(roc_auc_score(t, p))
+    assert m["auprc"] == pytest.approx(average_precision_score(t, p))
+
+
+def test_binary_metrics_one_class_is_nan():
+    m = binary_metrics([1, 1, 1], [0.2, 0.5, 0.9])
+    assert np.isnan(m["auroc"]) and np.isnan(m["auprc"])
+    assert np.isfinite(m["brier"])
+
+
+def test_bootstrap_contains_point_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    t = rng.integers(0, 2, 50)
+    p = np.clip(0.3 * t + 0.7 * rng.random(50), 0, 1)
+    a = bootstrap_ci(binary_metrics, t, p, n_boot=200, seed=3)
+    assert a == bootstrap_ci(binary_metrics, t, p, n_boot=200, seed=3)
+    assert a != bootstrap_ci(binary_metrics, t, p, n_boot=200, seed=4)
+    for value, low, high in a.values():
+        assert low <= value <= high
+    y = rng.normal(size=40)
+    for value, low, high in bootstrap_ci(
+        regression_metrics, y, y + rng.normal(size=40), n_boot=200
+    ).values():
+        assert low <= value <= high
+
+
+def test_bootstrap_skips_undefined_resamples():
+    t = np.r_[1, np.zeros(19)]  # one positive: most resamples have one class only
+    ci = bootstrap_ci(binary_metrics, t, np.linspace(0, 1, 20), n_boot=100)
+    assert all(np.isfinite(v) for v in ci["auroc"])
+
+
+def _tables(n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    rng = np.random.default_rng(0)
+    ids = [f"s{i:03d}" for i in range(n)]
+    age = rng.uniform(20, 70, n)
+    obesity = rng.integers(0, 2, n).astype(float)
+    truth = pd.DataFrame({"subject_id": ids, "age": age, "obesity": obesity})
+    pred = pd.DataFrame(
+        {
+            "subject_id": ids,
+            "age": age + rng.normal(0, 4, n),
+            "obesity": np.clip(0.5 * obesity + 0.5 * rng.random(n), 0, 1),
+        }
+    )
+    return truth, pred, ids[: n // 2]
+
+
+def test_evaluate_uses_only_test_subjects():
+    truth, pred, test_ids = _tables()
+    mean = pred.assign(age=truth["age"].mean(), obesity=truth["obesity"].mean())
+    table = evaluate({"mlp": pred, "mean": mean}, truth, test_ids=test_ids, n_boot=50)
+    assert list(table.columns) == [
+        "target",
+        "unit",
+        "model",
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
+        "n",
+    ]
+    assert set(table["n"]) == {len(test_ids)}
+    assert table.loc[table["target"] == "age", "unit"].iloc[0] == "years"
+    planted = pred.copy()
+    planted.loc[planted["subject_id"] == "s030", "age"] = 1e6  # a train subject
+    again = evaluate({"mlp": planted, "mean": mean}, truth, test_ids=test_ids, n_boot=50)
+    pd.testing.assert_frame_equal(table, again)
+    mae = table.query("target == 'age' and metric == 'mae' and model == 'mlp'")["value"].item()
+    expected = np.abs(pred["age"] - truth["age"])[: len(test_ids)].mean()
+    assert mae == pytest.approx(expected)
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def test_figures_render_to_png():
+    truth, pred, test_ids = _tables()
+    assert _png(age_plots(truth["age"], pred["age"])).startswith(b"\x89PNG")
+    truth["anemia"] = np.r_[np.ones(5), np.zeros(35)]
+    pred["anemia"] = np.linspace(0, 1, 40)
+    fig = condition_plots(truth, pred, ["obesity", "anemia"])
+    assert _png(fig).startswith(b"\x89PNG")
+    table = evaluate({"mlp": pred, "linear": pred}, truth, test_ids=test_ids, n_boot=30)
+    assert _png(summary_figure(table)).startswith(b"\x89PNG")
+
+
+def test_model_card_has_table_and_limitations():
+    truth, pred, test_ids = _tables()
+    mean = pred.assign(age=truth["age"].mean(), obesity=truth["obesity"].mean())
+    table = evaluate(
+        {"mlp": pred, "mean": mean, "linear": pred}, truth, test_ids=test_ids, n_boot=30
+    )
+    card = model_card(
+        test_metrics=table,
+        data={"source": "synthetic cohort", "n_subjects": 40, "seed": 0},
+        splits={"train": 20, "validation": 0, "test": 20},
+        limitations=["Synthetic data: no real population."],
+        baselines=["mean / prevalence", "ridge / logistic"],
+    )
+    assert "| target | metric | MLP [95% CI] | mean baseline [95% CI] | linear baseline" in card
+    assert "| age | mae |" in card
+    assert "Synthetic data: no real population." in card
+    assert "synthetic cohort" in card and "| test | 20 |" in card
+    assert "| age | years | regression | 20 |" in card

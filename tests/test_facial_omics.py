@@ -1,0 +1,64 @@
+"""The facial-omics model: fitted on training rows only, PCA by explained variance."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from face_health.facial_omics import FacialOmics, explained_variance_figure
+
+
+def _table(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 3))
+    mixing = rng.normal(size=(3, 40))
+    features = latent @ mixing + 0.05 * rng.normal(size=(n, 40))
+    table = pd.DataFrame(features, columns=[f"r{i // 10}__f{i % 10}" for i in range(40)])
+    table["constant__f"] = 1.0
+    table["mostly_missing__f"] = np.where(rng.random(n) < 0.5, np.nan, 1.0)
+    table.insert(0, "subject_id", [f"S{i:03d}" for i in range(n)])
+    return table
+
+
+def test_pca_keeps_the_variance_asked_for_and_drops_useless_columns() -> None:
+    table = _table(120)
+    model = FacialOmics(n_components=0.95).fit(table)
+    assert len(model.explained_variance_ratio_) == 3  # three latent factors
+    assert "constant__f" not in model.columns_ and "mostly_missing__f" not in model.columns_
+    local = model.transform(table)
+    assert list(local.columns) == ["subject_id", "pc_000", "pc_001", "pc_002"]
+    assert np.allclose(local[["pc_000", "pc_001", "pc_002"]].mean(), 0.0, atol=1e-8)
+
+
+def test_fitted_on_training_rows_only() -> None:
+    table = _table(100)
+    train, test = table.iloc[:70], table.iloc[70:].copy()
+    model = FacialOmics(n_components=3).fit(train)
+    assert model.fitted_on_ == list(train["subject_id"])
+    before = model.transform(train)
+    # Whatever the test rows hold, the fitted transform of the training rows is unchanged.
+    test.iloc[:, 1:] = 1e6
+    refit = FacialOmics(n_components=3).fit(train)
+    pd.testing.assert_frame_equal(refit.transform(train), before)
+
+
+def test_missing_values_are_imputed_and_model_pickles() -> None:
+    table = _table(60)
+    table.iloc[3, 5] = np.nan
+    model = pickle.loads(pickle.dumps(FacialOmics(n_components=2).fit(table)))
+    assert np.isfinite(model.transform(table).iloc[:, 1:].to_numpy()).all()
+
+
+def test_no_usable_column_is_a_clear_error() -> None:
+    table = pd.DataFrame({"subject_id": ["a", "b", "c"], "x__f": [1.0, 1.0, 1.0]})
+    with pytest.raises(ValueError, match="no radiomic feature"):
+        FacialOmics().fit(table)
+
+
+def test_explained_variance_figure(tmp_path) -> None:
+    fig = explained_variance_figure(FacialOmics(n_components=0.9).fit(_table(50)))
+    fig.savefig(tmp_path / "ev.png")
+    assert (tmp_path / "ev.png").stat().st_size > 1000

@@ -1,0 +1,204 @@
+"""The masked MLP, the baselines and the all-targets wrapper, on small synthetic data.
+
+Fits are full-batch and short so the module runs in seconds on a busy two-core machine.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+
+from face_health.evaluation import binary_metrics, regression_metrics
+from face_health.models import (
+    HealthModels,
+    LinearBaseline,
+    MaskedMLP,
+    MeanBaseline,
+    target_groups,
+)
+from face_health.schema import TARGET_NAMES, TARGETS
+
+FAST = {"hidden": (32,), "batch_size": 512, "lr": 1e-2, "max_epochs": 150, "patience": 20}
+
+
+def _quadratic(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    return X, X[:, 0] ** 2 + 0.2 * rng.normal(size=n)
+
+
+def _r2(y, p) -> float:
+    return regression_metrics(y, p)["r2"]
+
+
+def test_mlp_learns_a_nonlinear_function():
+    X, y = _quadratic()
+    model = MaskedMLP(**FAST).fit(X[:200], y[:200], X[200:250], y[200:250])
+    assert model.predict(X[250:]).shape == (50, 1)
+    assert _r2(y[250:], model.predict(X[250:])[:, 0]) > 0.7
+
+
+def test_mlp_learns_a_binary_target():
+    X, _ = _quadratic()
+    y = (X[:, 1] + X[:, 2] > 0).astype(float)
+    model = MaskedMLP(kinds=("binary",), **FAST).fit(X[:200], y[:200], X[200:250], y[200:250])
+    p = model.predict(X[250:])[:, 0]
+    assert ((p >= 0) & (p <= 1)).all()
+    assert binary_metrics(y[250:], p)["auroc"] > 0.85
+
+
+def test_mlp_masks_missing_labels():
+    X, y = _quadratic()
+    b = (X[:, 1] > 0).astype(float)
+    Y = np.c_[y, b]
+    Y[::2, 1] = np.nan  # half the binary labels missing
+    Y[1::4, 0] = np.nan
+    model = MaskedMLP(kinds=("regression", "binary"), **FAST).fit(X[:200], Y[:200])
+    pred = model.predict(X[250:])
+    assert np.isfinite(pred).all()
+    assert _r2(y[250:], pred[:, 0]) > 0.6
+    # Garbage in the masked positions of the (scaled) labels leaves the loss unchanged.
+    out = torch.randn(6, 2)
+    z = torch.tensor(np.c_[np.zeros(6), np.r_[0, 1, 0, 1, 0, 1]], dtype=torch.float32)
+    mask = torch.tensor([[True, False]] * 3 + [[False, True]] * 3)
+    garbage = torch.where(mask, z, torch.full_like(z, 1e6))
+    assert model._loss(out, z, mask) == model._loss(out, garbage, mask)
+    with pytest.raises(ValueError, match="binary"):
+        MaskedMLP(kinds=("binary",)).fit(X[:3], [0.0, 1.0, 2.0])
+
+
+def test_mlp_is_deterministic_clones_and_pickles():
+    X, y = _quadratic(n=120)
+    params = {**FAST, "max_epochs": 30}
+    a = MaskedMLP(**params, seed=5).fit(X[:80], y[:80])
+    b = MaskedMLP(**params, seed=5).fit(X[:80], y[:80])
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    twin = clone(a)
+    assert twin.get_params() == a.get_params() and not hasattr(twin, "model_")
+    restored = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(restored.predict(X), a.predict(X))
+
+
+def test_mlp_early_stopping_restores_best_epoch():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 20))
+    y = X[:, 0] + rng.normal(size=80)  # few, noisy rows: a wide net overfits quickly
+    model = MaskedMLP(
+        hidden=(128,),
+        dropout=0.0,
+        weight_decay=0.0,
+        lr=1e-2,
+        batch_size=512,
+        max_epochs=300,
+        patience=15,
+    ).fit(X[:40], y[:40], X[40:], y[40:])
+    val = np.asarray(model.history_["val_loss"])
+    assert model.best_epoch_ == int(np.argmin(val))
+    assert model.n_epochs_ == model.best_epoch_ + model.patience + 1 < model.max_epochs
+    restored = np.mean(((model.predict(X[40:])[:, 0] - y[40:]) / model.y_scale_[0]) ** 2)
+    assert restored == pytest.approx(val.min(), rel=1e-4)
+
+
+def test_mean_baseline_is_training_mean_and_prevalence():
+    Y = np.array([[1.0, 0], [3.0, 1], [np.nan, 1], [5.0, np.nan]])
+    model = MeanBaseline(kinds=("regression", "binary")).fit(np.zeros((4, 2)), Y)
+    np.testing.assert_allclose(model.predict(np.zeros((2, 2))), [[3.0, 2 / 3]] * 2)
+
+
+def test_linear_baseline_fits_with_and_without_validation():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    X[::7, 3] = np.nan  # imputed
+    Y = np.c_[2 * X[:, 0] + 0.1 * rng.normal(size=200), (X[:, 1] > 0).astype(float)]
+    Y[::5, 0] = np.nan
+    for val in [(X[150:], Y[150:]), (None, None)]:
+        model = LinearBaseline(kinds=("regression", "binary")).fit(X[:150], Y[:150], *val)
+        pred = model.predict(X[150:])
+        assert _r2(Y[150:, 0], pred[:, 0]) > 0.9
+        assert binary_metrics(Y[150:, 1], pred[:, 1])["auroc"] > 0.9
+
+
+def test_target_groups():
+    groups = target_groups("group")
+    assert [g.name for g in groups] == ["age", "clinical", "conditions"]
+    assert sum(len(g.targets) for g in groups) == len(TARGETS)
+    clinical = groups[1]
+    assert clinical.kinds[clinical.targets.index("smoking")] == "binary"
+    assert set(groups[2].kinds) == {"binary"}
+    assert [g.targets for g in target_groups("target")] == [[t] for t in TARGET_NAMES]
+    with pytest.raises(ValueError):
+        target_groups("region")
+
+
+@pytest.fixture(scope="module")
+def cohort() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """120 subjects; every target is a noisy function of emb_0 / pc_0."""
+    rng = np.random.default_rng(0)
+    n = 120
+    ids = [f"s{i:03d}" for i in range(n)]
+    emb = rng.normal(size=(n, 6))
+    pc = rng.normal(size=(n, 3))
+    features = pd.DataFrame(emb, columns=[f"emb_{i}" for i in range(6)])
+    features[[f"pc_{i}" for i in range(3)]] = pc
+    features.insert(0, "subject_id", ids)
+    signal = emb[:, 0] + pc[:, 0]
+    targets = pd.DataFrame({"subject_id": ids})
+    for t in TARGETS:
+        if t.kind == "regression":
+            targets[t.name] = 50 + 10 * signal + 3 * rng.normal(size=n)
+        else:
+            targets[t.name] = (signal + 0.5 * rng.normal(size=n) > 0).astype(float)
+    targets.loc[::6, "alt"] = np.nan
+    split = np.array(["train"] * 80 + ["validation"] * 20 + ["test"] * 20)
+    splits = pd.DataFrame({"subject_id": ids, "split": rng.permutation(split)})
+    return features, targets, splits
+
+
+MLP_PARAMS = {"hidden": (16,), "batch_size": 512, "lr": 1e-2, "max_epochs": 100, "patience": 15}
+
+
+def test_health_models_fit_on_train_only(cohort):
+    features, targets, splits = cohort
+    models = HealthModels(mlp_params=MLP_PARAMS).fit(features, targets, splits)
+    train_ids = splits.loc[splits["split"] == "train", "subject_id"]
+    assert sorted(models.fitted_on_) == sorted(train_ids)
+    test = splits["split"].eq("test").to_numpy()
+    # Scrambled test labels must not change any model.
+    scrambled = targets.copy()
+    scrambled.loc[test, TARGET_NAMES] = scrambled.loc[test, TARGET_NAMES].to_numpy()[::-1] * 7
+    again = HealthModels(mlp_params=MLP_PARAMS).fit(features, scrambled, splits)
+    for kind in ("mlp", "mean", "linear"):
+        pd.testing.assert_frame_equal(models.predict(features, kind), again.predict(features, kind))
+    pred = models.predict_all(features)
+    assert list(pred["mlp"].columns) == ["subject_id", *TARGET_NAMES]
+    truth, mlp, mean = (t[test] for t in (targets, pred["mlp"], pred["mean"]))
+    assert (
+        regression_metrics(truth["age"], mlp["age"])["mae"]
+        < regression_metrics(truth["age"], mean["age"])["mae"]
+    )
+    assert binary_metrics(truth["obesity"], mlp["obesity"])["auroc"] > 0.8
+    with pytest.raises(ValueError):
+        models.predict(features, "forest")
+
+
+def test_health_models_inputs_and_per_target(cohort):
+    features, targets, splits = cohort
+    params = {**MLP_PARAMS, "max_epochs": 10}
+    local = HealthModels(inputs="local", per="target", kinds=("mlp", "mean"), mlp_params=params)
+    local.fit(features, targets[["subject_id", "age", "bmi", "obesity"]], splits)
+    assert local.feature_columns_ == ["pc_0", "pc_1", "pc_2"]
+    assert [g.name for g in local.groups_] == ["age", "bmi", "obesity"]
+    assert list(local.predict(features).columns) == ["subject_id", "age", "bmi", "obesity"]
+    glob = HealthModels(inputs="global", kinds=("mean",)).fit(features, targets, splits)
+    assert glob.feature_columns_ == [f"emb_{i}" for i in range(6)]
+    with pytest.raises(ValueError, match="no feature columns"):
+        HealthModels(inputs="local").fit(
+            features.filter(like="emb_").assign(subject_id=features["subject_id"]), targets, splits
+        )
+    with pytest.raises(ValueError):
+        HealthModels(inputs="mesh").fit(features, targets, splits)
