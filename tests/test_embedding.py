@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
 
 from face_health.embedding import (
     EmbeddingModule,
@@ -210,10 +211,13 @@ def test_fit_from_an_encoder_file_reloads_the_best_checkpoint(tmp_path: Path) ->
     options = {"target_names": NAMES, "backbone": TINY, "embedding_dim": 101, "max_epochs": 1}
     options["checkpoint_path"] = str(encoder_file)
     trainer = {"limit_train_batches": 1, "limit_val_batches": 1, "num_sanity_val_steps": 0}
+    logger = CSVLogger(tmp_path, name="fit")  # hyperparameters of module and data must merge
     module, metrics = fit_embedding_model(
-        make_data(), module_options=options, trainer_options={**trainer, "logger": False}
+        make_data(), module_options=options, trainer_options=trainer, logger=logger
     )
     assert metrics["epochs"] == 1 and math.isfinite(metrics["best_val_loss"])
+    logged = pd.read_csv(Path(logger.log_dir) / "metrics.csv")
+    assert {"train_loss", "val_loss", "val_mae_age", "val_bce_obesity"} <= set(logged.columns)
     assert module.hparams.checkpoint_path == str(encoder_file)
     assert isinstance(pickle.loads(pickle.dumps(module)), EmbeddingModule)  # Kedro pickles it
 

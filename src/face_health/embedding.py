@@ -348,7 +348,10 @@ class ViewDataModule(L.LightningDataModule):
         validation_views: list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["views", "targets", "splits"])
+        # Targets are the module's hyperparameters: logged twice, Lightning wants them equal.
+        self.save_hyperparameters(
+            ignore=["views", "targets", "splits", "target_names", "target_kinds"]
+        )
         self.views = {str(s): dict(v) for s, v in views.items()}
         self.target_names = list(target_names)
         self.target_kinds = _kinds(self.target_names, target_kinds)
@@ -375,7 +378,9 @@ class ViewDataModule(L.LightningDataModule):
         names = sorted({v for subject_views in self.views.values() for v in subject_views})
         self.validation_views = validation_views or first_ring_views(names)
 
-    def _loader(self, items: list, *, train: bool = False, sampler: Sampler | None = None):
+    def _loader(
+        self, items: list, *, train: bool = False, sampler: Sampler | None = None
+    ) -> DataLoader:
         hp = self.hparams
         transform = view_transform(
             hp.image_size, augment=train and hp.augment, horizontal_flip=hp.horizontal_flip

@@ -29,7 +29,14 @@ from torch import nn
 from face_health.schema import ID_COLUMN, TARGETS
 
 #: Prefixes of the feature columns: global ResNet-50 embedding and local facial-omics PCA.
-INPUT_PREFIXES = {"global": ("emb_",), "local": ("pc_",), "both": ("emb_", "pc_")}
+#: Feature families by column prefix. ``latent`` is the simulator's face-visible latent
+#: parameters: the benchmark's oracle only, never a pipeline input.
+INPUT_PREFIXES = {
+    "global": ("emb_",),
+    "local": ("pc_",),
+    "both": ("emb_", "pc_"),
+    "latent": ("latent_",),
+}
 
 
 def _as_2d(a: np.ndarray | pd.DataFrame | Sequence, name: str) -> np.ndarray:

@@ -1,11 +1,12 @@
 """Regions of interest: landmark cycles cut the face mesh into the 20 regions of the model.
 
 Each region is a cycle of landmark names (``REGION_CYCLES``). Its boundary follows shortest
-paths on the mesh graph (vertices, edges weighted by length) between consecutive landmarks;
-its faces are those the cycle encloses. ``segment_regions`` cuts the mesh along the union of
-all boundary paths, takes the connected pieces of faces that remain, and gives each piece to
-the region whose boundary encloses it in a 2D unwrapping of the face. A face therefore gets
-at most one label: regions never overlap, by construction.
+paths on the mesh graph (vertices, edges weighted by length) between consecutive landmarks,
+ties broken towards the straight line between them; its faces are those the cycle encloses.
+``segment_regions`` cuts the mesh along the union of all boundary paths, takes the connected
+pieces of faces that remain, and gives each piece to the region whose boundary encloses it in
+a 2D unwrapping of the face. A face therefore gets at most one label: regions never overlap,
+by construction.
 
 Faces are expected aligned to the template (``face_health.alignment``): millimetres, nose tip
 near the origin, looking along +z, +y up, the subject's left at +x.
@@ -33,7 +34,10 @@ from face_health import schema
 # consecutive landmarks is shared by the two regions on either side of it (or lies on the
 # outline of the whole region map), so neighbours share the identical mesh path and leave
 # neither gap nor overlap. Midline regions and the subject's right side are written out; the
-# left side is their mirror image (``_r`` <-> ``_l``).
+# left side is their mirror image (``_r`` <-> ``_l``). The lower eye spans the whole lower lid
+# (en-pi-ex) down to the orbitale, and the corner of the eye is the triangle ex-zy-or beside it:
+# a thin en-pi-or triangle (the first draft) left the skin below the outer half of the lid to
+# the corner region and was so narrow that its area swung by half between the two sides.
 _MIDLINE_AND_RIGHT: dict[str, tuple[str, ...]] = {
     "forehead": ("ft_r", "tr", "ft_l", "g"),
     "glabella": ("g", "en_l", "n", "en_r"),
@@ -82,8 +86,9 @@ class RegionMap:
     labels : (n_faces,) int
         Index into ``schema.REGIONS`` per face; -1 where the face is in no region.
     boundaries : dict
-        region -> (m,) int vertex indices of its closed boundary path (consecutive vertices
-        share a mesh edge, and the last joins the first).
+        region -> (m,) int vertex indices of its closed boundary path: consecutive vertices
+        (and the last and the first) are the ends of a mesh edge, up to vertices that a UV
+        seam duplicates.
     """
 
     labels: np.ndarray
@@ -102,14 +107,15 @@ class RegionMap:
 class _BoundaryPaths:
     """Boundary paths between landmark vertices on one mesh's edge graph.
 
-    The cost of an edge is its length, times ``1 + bend * (d / s)^2`` with ``d`` the distance
-    of its midpoint from the chord between the path's ends and ``s`` a fifth of the chord,
-    plus ``penalty`` for each end at a landmark. On the regular grids of many scans a great
-    many staircase paths tie for shortest and Dijkstra returns an extreme one (an L); the bend
-    term picks the one that follows the chord's shadow on the surface, barely changing its
-    length. Every path pays the landmark penalty twice (leaving its start, reaching its end),
-    one through a third landmark twice more, so it goes around that landmark: a boundary never
-    runs through the corner of another cycle.
+    The cost of an edge is its length, times ``1 + bend * (d / s)^2``, plus ``penalty`` for
+    each end at a landmark; ``d`` is the distance of the edge's midpoint from the straight
+    line between the path's ends in the unwrapped face (``_unwrap``, so that the curvature of
+    the face does not count) and ``s`` a fifth of that line's length. On the regular grids of
+    many scans a great many staircase paths tie for shortest and Dijkstra returns an extreme
+    one (an L); the bend term picks the staircase along the straight line, barely changing
+    the length. Every path pays the landmark penalty twice (leaving its start, reaching its
+    end), one through a third landmark twice more, so it goes around that landmark: a
+    boundary never runs through the corner of another cycle.
     """
 
     def __init__(self, mesh: trimesh.Trimesh, *, bend: float = 0.5) -> None:
@@ -288,7 +294,9 @@ def segment_regions(
     return RegionMap(labels, {r: original_index[b] for r, b in boundaries.items()})
 
 
-def region_qc(region_map: RegionMap, mesh: trimesh.Trimesh, *, min_area_mm2: float = 20.0) -> dict:
+def region_qc(
+    region_map: RegionMap, mesh: trimesh.Trimesh, *, min_area_mm2: float = 20.0
+) -> dict[str, str | int]:
     """Quality check: every region of ``schema.REGIONS`` should be there on a normal face.
 
     Returns

@@ -31,10 +31,22 @@ def test_qc_report_joins_scans_and_clinical_rows() -> None:
             "message": ["13.5 looks like g/dL"],
         }
     )
-    report = build_qc_report(ingest_qc, clinical, issues).set_index("subject_id")
+    landmark_qc = pd.DataFrame(
+        {
+            "subject_id": ["A", "C"],
+            "landmark_status": ["ok", "warning"],
+            "landmark_reason": ["", "low confidence: prn"],
+        }
+    )
+    alignment_qc = pd.DataFrame(
+        {"subject_id": ["A", "C"], "alignment_status": ["ok", "ok"], "alignment_reason": ["", ""]}
+    )
+    report = build_qc_report(ingest_qc, clinical, issues, landmark_qc, alignment_qc)
+    report = report.set_index("subject_id")
     assert report.loc["A", "status"] == "ok" and report.loc["A", "clinical_cell_errors"] == 1
     assert report.loc["B", "status"] == "failed" and report.loc["B", "reason"] == "empty file"
     assert report.loc["C", "status"] == "warning" and "no clinical row" in report.loc["C", "reason"]
+    assert "landmark: low confidence: prn" in report.loc["C", "reason"]
     assert report.loc["D", "status"] == "failed" and report.loc["D", "reason"] == "no scan"
 
 

@@ -32,7 +32,7 @@ from face_health.synthetic.phenotypes import simulate_phenotypes
 from face_health.synthetic.scanner import ScannerSettings, bake_lighting, capture, grid_normals
 from face_health.synthetic.texture import paint_albedo
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever the same seed would give other files
 SCAN_FORMATS = ("obj", "ply")
 
 

@@ -8,21 +8,25 @@ noise is what calibrates the ceiling (the "latent oracle") to what published fac
 report (DESIGN.md section 2). Each latent, what drives it (with its per-subject noise), what
 it does to the face, and the published figure its noise is calibrated to:
 
-- ``apparent_age`` = age + N(0, 3.7 y). Sagging, deeper nasolabial folds, lid hooding,
+- ``apparent_age`` = age + N(0, 4.0 y). Sagging, deeper nasolabial folds, lid hooding,
   under-eye bags, thinner lips, wrinkles, age spots, greying hair. Target: age MAE ~3 y
   (3D faces, Xia et al. 2020 Nat Metab: 2.8 y).
-- ``adiposity`` = (BMI - 23.5) / 3.5 + N(0, 0.5). Facial width, cheek and submental
+- ``adiposity`` = (BMI - 23.5) / 3.5 + N(0, 0.75). Facial width, cheek and submental
   fullness, softer jawline. Target: BMI r ~0.8, obesity AUROC ~0.9 (3D faces, Sci China Life
   Sci 2025).
-- ``stature`` = 0.45 * height z-score (within sex) + N(0, 0.89). Overall face size.
-  Target: height r ~0.4 (face size vs stature).
-- ``smoking_damage`` = current smoker * (0.55 + pack-years / 60) + N(0, 0.35). Perioral
+- ``stature`` = 0.3 * height z-score (within sex) + N(0, 0.95). Overall face size.
+  Target: height r ~0.3 within sex (face size vs stature); sex adds the rest.
+- ``smoking_damage`` = current smoker * (0.55 + pack-years / 60) + N(0, 1.1). Perioral
   vertical lines, a sallow (yellow-grey) tone. Target: smoking AUROC ~0.75 (perioral lines
   in most heavy smokers, Kadunce et al. 1991 Ann Intern Med).
-- ``redness`` = regular drinker * (0.45 + g/day / 80) + N(0, 0.40). Erythema of cheeks and
+- ``redness`` = regular drinker * (0.45 + g/day / 80) + N(0, 1.0). Erythema of cheeks and
   nose. Target: alcohol AUROC ~0.75.
-- ``pallor`` = -0.75 * (Hb - sex mean) / 13 g/L + N(0, 0.55). Paler lips, lower-lid rim and
+- ``pallor`` = -0.75 * (Hb - sex mean) / 13 g/L + N(0, 1.5). Paler lips, lower-lid rim and
   skin. Target: anaemia AUROC ~0.8 (Hb from face video, AUROC 0.84).
+
+Sex shows in the face (morphology), so targets that differ by sex (height, haemoglobin,
+uric acid, smoking in a population where half the men smoke and few women do) are partly
+visible through sex alone; ``benchmarks/oracle_bench.py`` prints the resulting ceiling.
 
 Everything else a model might learn (uric acid, ALT, GGT, MCV, diabetes, metabolic syndrome,
 NAFLD, hyperuricaemia) is visible only through its correlation with the latents above, as in
@@ -50,15 +54,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-AGE_NOISE_SD = 3.7
-BMI_REF, BMI_SD, ADIPOSITY_NOISE_SD = 23.5, 3.5, 0.5
-STATURE_WEIGHT = 0.45
+AGE_NOISE_SD = 4.0
+BMI_REF, BMI_SD, ADIPOSITY_NOISE_SD = 23.5, 3.5, 0.75
+STATURE_WEIGHT = 0.3
 HEIGHT_REF = {"M": 170.0, "F": 158.0}
 HEIGHT_SD = 6.5
-SMOKING_BASE, SMOKING_PER_PACK_YEAR, SMOKING_NOISE_SD = 0.55, 1 / 60, 0.35
-REDNESS_BASE, REDNESS_PER_G_DAY, REDNESS_NOISE_SD = 0.45, 1 / 80, 0.40
+SMOKING_BASE, SMOKING_PER_PACK_YEAR, SMOKING_NOISE_SD = 0.55, 1 / 60, 1.1
+REDNESS_BASE, REDNESS_PER_G_DAY, REDNESS_NOISE_SD = 0.45, 1 / 80, 1.0
 HB_REF = {"M": 150.0, "F": 132.0}
-HB_SD, PALLOR_WEIGHT, PALLOR_NOISE_SD = 13.0, 0.75, 0.55
+HB_SD, PALLOR_WEIGHT, PALLOR_NOISE_SD = 13.0, 0.75, 1.5
 
 
 @dataclass(frozen=True)
