@@ -172,7 +172,7 @@ def train_landmarks(
 @click.option(
     "--model",
     default=None,
-    help="A run id, models:/face_health@latest, a runs:/ URI or a model folder; "
+    help="A run id, models:/face_health@newest, a runs:/ URI or a model folder; "
     "default: the newest model that `training` logged.",
 )
 @click.option(

@@ -230,7 +230,7 @@ except ImportError:  # pragma: no cover - mlflow is always installed with the pr
     FaceHealthPyfunc = None  # type: ignore[assignment,misc]
 
 
-def log_scorer(scorer: ScanScorer, *, register: bool = True, alias: str = "latest") -> str:
+def log_scorer(scorer: ScanScorer, *, register: bool = True, alias: str = "newest") -> str:
     """Log ``scorer`` as a pyfunc model in the active MLflow run (register it under
     ``MODEL_NAME`` with ``alias``); returns the model URI."""
     import pickle

@@ -12,3 +12,7 @@ CONFIG_LOADER_ARGS = {
     # An environment (tiny, local) overrides single nested keys, not whole sections.
     "merge_strategy": {"parameters": "soft", "globals": "soft"},
 }
+
+from face_health.hooks import MlflowArtifactHook  # noqa: E402
+
+HOOKS = (MlflowArtifactHook(),)

@@ -63,32 +63,27 @@ def test_tiny_data_engineering_run_end_to_end(project_copy: Path) -> None:
     bootstrap_project(project_copy)
     with KedroSession.create(project_path=project_copy, env="tiny") as session:
         session.run(pipeline_names=["data_engineering"])
-    raw = project_copy / "data" / "01_raw" / "tiny_cohort"
+    data = project_copy / "data" / "tiny"
+    raw = data / "01_raw" / "synthetic_cohort"
     before = _hashes(raw)
     assert any(k.startswith("scans/") for k in before)
 
-    qc_files = sorted((project_copy / "data" / "08_reporting" / "qc_report.csv").rglob("*.csv"))
-    qc = pd.read_csv(qc_files[-1])
+    qc = pd.read_csv(sorted((data / "08_reporting" / "qc_report.csv").rglob("*.csv"))[-1])
     assert len(qc) == 8
     assert (qc["status"] != "failed").all(), qc[["subject_id", "status", "reason"]]
-    splits = pd.read_csv(project_copy / "data" / "03_primary" / "splits.csv")
+    assert {"landmark_status", "alignment_status", "residual_mm"} <= set(qc.columns)
+    splits = pd.read_csv(data / "03_primary" / "splits.csv")
     assert set(splits["split"]) == {"train", "validation", "test"}
-    assert (project_copy / "data" / "08_reporting" / "cohort_contact_sheet.png").stat().st_size > 0
-    assert (
-        len(list((project_copy / "data" / "02_intermediate" / "clean_meshes").glob("*.glb"))) == 8
-    )
     assert (project_copy / "mlflow.db").is_file()
 
-    data = project_copy / "data"
+    assert len(list((data / "02_intermediate" / "clean_meshes").glob("*.glb"))) == 8
     assert len(list((data / "03_primary" / "landmarks").glob("*.csv"))) == 8
     assert len(list((data / "03_primary" / "aligned_meshes").glob("*.glb"))) == 8
-    views = sorted((data / "04_feature" / "face_views").rglob("*.png"))
-    assert len(views) == 8 * 13
-    assert (data / "08_reporting" / "template.png").is_file()
-    assert (data / "08_reporting" / "views_contact_sheet.png").is_file()
+    assert len(sorted((data / "04_feature" / "face_views").rglob("*.png"))) == 8 * 13
+    for picture in ("cohort_contact_sheet.png", "template.png", "views_contact_sheet.png"):
+        assert (data / "08_reporting" / picture).stat().st_size > 0
     alignment = pd.read_csv(data / "03_primary" / "alignment_qc.csv")
     assert (alignment["residual_mm"] < 6.0).all()
-    assert {"landmark_status", "alignment_status", "residual_mm"} <= set(qc.columns)
 
     # A second run reuses the cohort and never touches a raw file.
     with KedroSession.create(project_path=project_copy, env="tiny") as session:

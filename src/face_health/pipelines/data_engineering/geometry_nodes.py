@@ -87,9 +87,7 @@ def detect_landmarks(
             tables[f"{sid}.csv"] = table
             rows.append({"subject_id": sid, **qc, "landmark_seconds": round(outcome.seconds, 3)})
         else:
-            rows.append(
-                {"subject_id": sid, "landmark_status": "failed", "landmark_reason": outcome.error}
-            )
+            rows.append(_failed(sid, "landmark", outcome.error))
     return tables, pd.DataFrame(rows)
 
 
@@ -169,18 +167,20 @@ def align_faces(
     limit = float(alignment.get("max_residual_mm", 6.0))
     for sid, outcome in outcomes.items():
         if not outcome.ok:
-            rows.append(
-                {"subject_id": sid, "alignment_status": "failed", "alignment_reason": outcome.error}
-            )
+            rows.append(_failed(sid, "alignment", outcome.error))
             continue
-        mesh, qc = outcome.value
+        mesh, moved, qc = outcome.value
         meshes[sid] = mesh
-        status = "warning" if qc["residual_mm"] > limit else "ok"
-        reason = (
-            f"landmark residual {qc['residual_mm']:.1f} mm > {limit:g} mm" if status != "ok" else ""
-        )
+        landmark_tables[f"{sid}.csv"] = moved
+        high = qc["residual_mm"] > limit
+        reason = f"landmark residual {qc['residual_mm']:.1f} mm > {limit:g} mm" if high else ""
         rows.append(
-            {"subject_id": sid, "alignment_status": status, "alignment_reason": reason, **qc}
+            {
+                "subject_id": sid,
+                "alignment_status": "warning" if high else "ok",
+                "alignment_reason": reason,
+                **qc,
+            }
         )
     return meshes, landmark_tables, pd.DataFrame(rows)
 

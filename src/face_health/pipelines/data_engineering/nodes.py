@@ -93,6 +93,8 @@ def build_qc_report(
     """One row per subject seen anywhere (scan or clinical table): the worst status of its
     stages and every reason, then each stage's own columns."""
     report = ingest_qc.copy()
+    # Read back from CSV, an all-empty reason column comes as floats (NaN).
+    report["reason"] = report["reason"].fillna("").astype(str)
     for stage, table in (("landmark", landmark_qc), ("alignment", alignment_qc)):
         report = report.merge(table, on="subject_id", how="left")
         status, reason = report[f"{stage}_status"], report[f"{stage}_reason"].fillna("")

@@ -160,7 +160,7 @@ def log_inference_model(
     parameters: dict[str, Any],
 ) -> dict[str, str]:
     """Log the whole trained method as one MLflow pyfunc model that scores a raw scan, and
-    register it (``models:/face_health@latest``)."""
+    register it (``models:/face_health@newest``)."""
     scorer = ScanScorer(
         landmark_checkpoint=landmark_model,
         template_landmarks=template_landmarks,
@@ -171,6 +171,6 @@ def log_inference_model(
         health_models=health_models,
         options=parameters,
     )
-    uri = log_scorer(scorer, register=True, alias="latest")
+    uri = log_scorer(scorer, register=True, alias="newest")
     logger.info("logged the inference model at %s", uri)
     return {"model_uri": uri, "run_id": scorer.run_id}

@@ -1,0 +1,61 @@
+"""End to end on the tiny environment: training logs a model to MLflow, inference uses it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from face_health import schema
+from face_health.inference import column_name, load_scorer
+
+
+@pytest.mark.slow
+def test_tiny_training_then_inference(project_copy: Path) -> None:
+    bootstrap_project(project_copy)
+    with KedroSession.create(project_path=project_copy, env="tiny") as session:
+        session.run(pipeline_names=["training"])
+
+    data = project_copy / "data" / "tiny"
+    for name in ("global_features", "local_features", "region_radiomics"):
+        table = pd.read_parquet(data / "04_feature" / f"{name}.parquet")
+        assert len(table) == 8, name
+    global_features = pd.read_parquet(data / "04_feature" / "global_features.parquet")
+    assert sum(c.startswith("emb_") for c in global_features.columns) == 128
+    metrics_files = sorted((data / "08_reporting" / "test_metrics.csv").rglob("*.csv"))
+    metrics = pd.read_csv(metrics_files[-1])
+    assert set(metrics["model"]) == {"mlp", "mean", "linear"}
+    assert set(schema.TARGET_NAMES) <= set(metrics["target"])
+    for picture in ("age.png", "conditions.png", "summary.png", "region_map.png"):
+        assert (data / "08_reporting" / picture).stat().st_size > 0
+
+    mlflow.set_tracking_uri(f"sqlite:///{project_copy / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["face_health"])
+    assert len(runs) == 1  # one kedro run, one MLflow run
+    run = runs.iloc[0]
+    assert any(c.startswith("metrics.test.age.mlp.mae") for c in runs.columns)
+    assert any(c.startswith("metrics.embedding") for c in runs.columns)  # Lightning epochs
+    assert run["tags.face_health.model_logged"] == "true"
+
+    # The logged model loads from its run id and from the registry alias, and scores a scan.
+    scan = project_copy / "data" / "tiny" / "01_raw" / "synthetic_cohort" / "scans" / "S0001.obj"
+    for model in (run["run_id"], "face_health@newest"):
+        scorer = load_scorer(model)
+        record = scorer.score(scan)
+        assert record["qc_status"] != "failed", record["qc_reason"]
+        assert 0.0 <= record["anemia"] <= 1.0 and 0 < record["age"] < 120
+
+    with KedroSession.create(project_path=project_copy, env="tiny") as session:
+        session.run(pipeline_names=["inference"])
+    files = sorted((data / "07_model_output" / "predictions.csv").rglob("*.csv"))
+    predictions = pd.read_csv(files[-1])
+    assert len(predictions) == 2
+    assert (predictions["model_run_id"] == run["run_id"]).all()
+    assert {column_name("age"), column_name("bmi"), column_name("anemia")} <= set(
+        predictions.columns
+    )
+    assert (predictions["qc_status"] != "failed").all()
