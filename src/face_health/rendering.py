@@ -250,11 +250,10 @@ def directional_views(n_per_direction: int = 3, interval_deg: float = 15.0) -> l
 
 
 def has_colour(mesh: trimesh.Trimesh) -> bool:
-    """Whether the mesh carries a texture or vertex colours worth rendering."""
-    visual = mesh.visual
-    if isinstance(visual, trimesh.visual.TextureVisuals):
-        return visual.uv is not None and getattr(visual.material, "image", None) is not None
-    return visual.kind == "vertex"
+    """Whether the mesh carries a texture image (OBJ or glTF material) or vertex colours."""
+    from face_health.scan import has_vertex_colors, texture_image
+
+    return texture_image(mesh) is not None or has_vertex_colors(mesh)
 
 
 #: Where a template-frame face is looked at (origin at the nose tip): its middle.

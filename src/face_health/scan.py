@@ -4,6 +4,8 @@ The first stage of the method: a raw file (OBJ + MTL + texture, PLY, STL, OFF, G
 becomes one clean triangle mesh in millimetres with its colour (UV + image, or vertex
 colours), and one QC record that says in plain words what was wrong with it.
 :func:`ingest_scan` never raises for bad scan data, so one broken file cannot stop a cohort.
+The checks of a file's content live in :mod:`face_health.scan_checks`, the seam-preserving
+decimation in :mod:`face_health.mesh_decimation`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from pathlib import Path, PurePosixPath
 from time import perf_counter
 from typing import Any
 
-import fast_simplification
 import numpy as np
 import trimesh
 from PIL import Image
-from scipy.spatial import cKDTree
+
+from face_health.mesh_decimation import _decimate, _subset, _visual_kind
+from face_health.scan_checks import ScanError, _check_content, _check_obj, _obj_index_error
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 COMPANION_SUFFIXES = (
@@ -37,18 +40,6 @@ QC_COLUMNS = (
     "n_vertices", "n_faces", "bbox_x_mm", "bbox_y_mm", "bbox_z_mm", "units_inferred",
     "scale_to_mm", "has_texture", "has_vertex_colors", "seconds",
 )  # fmt: skip
-
-# Leading bytes of files people mistake for meshes, named as `file(1)` names them.
-_MAGIC = (
-    (b"\x89PNG", "PNG image data"), (b"\xff\xd8\xff", "JPEG image data"),
-    (b"GIF8", "GIF image data"), (b"%PDF", "PDF document"), (b"PK\x03\x04", "Zip archive data"),
-    (b"\x1f\x8b", "gzip compressed data"), (b"II*\x00", "TIFF image data"),
-    (b"MM\x00*", "TIFF image data"),
-)  # fmt: skip
-
-
-class ScanError(ValueError):
-    """A scan file cannot be used; the message says why in plain words."""
 
 
 def group_scan_files(relative_paths: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -113,16 +104,6 @@ def texture_image(mesh: trimesh.Trimesh) -> Image.Image | None:
 def has_vertex_colors(mesh: trimesh.Trimesh) -> bool:
     """True when the mesh carries per-vertex colours."""
     return _visual_kind(mesh) == "vertex"
-
-
-def _visual_kind(mesh: trimesh.Trimesh) -> str | None:
-    """'texture' (one UV per vertex), 'vertex', 'face' or None; trimesh can say 'texture'
-    for a visual whose UV it dropped (e.g. an OBJ cut short), so check the UV itself."""
-    kind = getattr(mesh.visual, "kind", None)
-    if kind == "texture":
-        uv = getattr(mesh.visual, "uv", None)
-        return "texture" if uv is not None and len(uv) == len(mesh.vertices) else None
-    return kind
 
 
 def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> trimesh.Trimesh:
@@ -439,84 +420,6 @@ def _error_message(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {inner}" if str(inner) else type(inner).__name__
 
 
-def _check_content(data: bytes, fmt: str) -> None:
-    """Reject files that cannot be the format their suffix claims, before a parser guesses."""
-    if not data.strip():
-        raise ScanError("empty file")
-    for magic, what in _MAGIC:
-        if data.startswith(magic):
-            raise ScanError(f"not a mesh: {what}")
-    head = data[:4096]
-    kind = fmt[1:].upper()
-    if fmt in (".obj", ".off", ".gltf") and b"\x00" in head:
-        raise ScanError(f"not a mesh: binary data in a text {kind} file")
-    header_ok = {
-        ".ply": head.startswith(b"ply"),
-        ".glb": head.startswith(b"glTF"),
-        ".gltf": head.lstrip().startswith(b"{"),
-        ".off": _first_token(head).upper().endswith(b"OFF"),
-    }
-    if not header_ok.get(fmt, True):
-        raise ScanError(f"not a mesh: no {kind} header")
-    if fmt == ".stl" and not head.lstrip().lower().startswith(b"solid"):
-        n_triangles = int.from_bytes(data[80:84], "little") if len(data) >= 84 else -1
-        if len(data) != 84 + 50 * n_triangles:
-            raise ScanError(f"not a mesh: {len(data)} bytes do not match a binary STL")
-
-
-def _first_token(head: bytes) -> bytes:
-    lines = (line.strip() for line in head.splitlines())
-    return next((line.split()[0] for line in lines if line and not line.startswith(b"#")), b"")
-
-
-_OBJ_MIN_VALUES = {"v": 3, "vt": 1, "vn": 3, "f": 3}
-
-
-def _check_obj(text: str, folder: Path) -> list[str]:
-    """Catch a cut-off OBJ (trimesh silently drops what it cannot read); list missing materials.
-
-    Only the last line is parsed (where a truncated download breaks); a full scan of a
-    1e6-line file would cost as much as reading it. :func:`_obj_index_error` covers the rest.
-    """
-    body = text.rstrip()
-    last = body.rsplit("\n", 1)[-1].split()
-    if not last:
-        raise ScanError("not a mesh: no vertices in OBJ")
-    if last[0] in _OBJ_MIN_VALUES:
-        try:
-            values = [float(v.split("/", 1)[0]) for v in last[1:]]
-        except ValueError:
-            values = []
-        if len(values) < _OBJ_MIN_VALUES[last[0]]:
-            line = body.count("\n") + 1
-            raise ScanError(f"truncated OBJ: line {line} is incomplete: {' '.join(last)[:40]!r}")
-    if not re.search(r"^v[ \t]", text, re.M):
-        raise ScanError("not a mesh: no vertices in OBJ")
-    problems = []
-    for library in re.findall(r"^mtllib[ \t]+([^\r\n]+)", text, re.M):
-        library = library.strip()
-        if not (folder / library).is_file():
-            problems.append(f"material file {library} missing")
-            continue
-        mtl = (folder / library).read_text(errors="replace")
-        for image in re.findall(r"^[ \t]*map_Kd[ \t][^\r\n]*?(\S+)[ \t\r]*$", mtl, re.M | re.I):
-            if not (folder / image).is_file():
-                problems.append(f"texture image {image} missing (named in {library})")
-    return problems
-
-
-def _obj_index_error(text: str) -> ScanError | None:
-    """Explain a parser failure when faces use vertices the file lacks (a truncated file)."""
-    n_vertices = len(re.findall(r"^v[ \t]", text, re.M))
-    faces = "\n".join(re.findall(r"^f[ \t]([^\n]*)", text, re.M))
-    indices = [int(i) for i in re.findall(r"(?:^|\s)-?(\d+)", faces)]
-    if indices and max(indices) > n_vertices:
-        return ScanError(
-            f"truncated OBJ: faces use vertex {max(indices)} but the file holds only {n_vertices}"
-        )
-    return None
-
-
 def _companion_image(path: Path) -> Path | None:
     siblings = sorted(p for p in path.parent.iterdir() if p.is_file())
     images = [p for p in siblings if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -536,93 +439,3 @@ def _plain_metadata(key: str, value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def _subset(mesh: trimesh.Trimesh, face_mask: np.ndarray) -> trimesh.Trimesh:
-    """Faces where ``face_mask`` (m,) bool holds, their vertices in original order, visuals."""
-    faces = mesh.faces[face_mask]
-    used = np.zeros(len(mesh.vertices), dtype=bool)
-    used[faces] = True
-    remap = np.cumsum(used) - 1
-    out = trimesh.Trimesh(mesh.vertices[used], remap[faces], process=False)
-    out.metadata = dict(mesh.metadata)
-    visual, kind = mesh.visual, _visual_kind(mesh)
-    if kind == "texture":
-        out.visual = trimesh.visual.TextureVisuals(uv=visual.uv[used], material=visual.material)
-    elif kind == "vertex":
-        out.visual = trimesh.visual.ColorVisuals(out, vertex_colors=visual.vertex_colors[used])
-    elif kind == "face":
-        out.visual = trimesh.visual.ColorVisuals(out, face_colors=visual.face_colors[face_mask])
-    return out
-
-
-def _decimate(mesh: trimesh.Trimesh, budget: int) -> trimesh.Trimesh:
-    """Simplify to at most ``budget`` vertices, keeping UV (split at seams) or vertex colours.
-
-    A textured mesh is first simplified with its UV seams as fixed borders, so charts stay
-    closed (no cracks) and no new face straddles a seam; if the borders alone exceed the budget,
-    the welded geometry is simplified instead (faces across a seam may then smear texture).
-    """
-    first, weld = trimesh.grouping.unique_rows(mesh.vertices)
-    if _visual_kind(mesh) == "texture":
-        out = _simplify(mesh, mesh.vertices, mesh.faces, weld, budget, preserve_border=True)
-        if len(out.vertices) <= budget:
-            return out
-    return _simplify(mesh, mesh.vertices[first], weld[mesh.faces], weld, budget)
-
-
-def _simplify(
-    mesh: trimesh.Trimesh,
-    points: np.ndarray,
-    faces: np.ndarray,
-    weld: np.ndarray,
-    budget: int,
-    preserve_border: bool = False,
-) -> trimesh.Trimesh:
-    """Quadric decimation of ``points (n, 3)``, ``faces (m, 3)`` to ``budget`` output vertices."""
-    target = budget * len(points) / len(mesh.vertices)  # leave room for seam copies
-    previous = len(mesh.vertices)
-    for _ in range(4):
-        n_faces = max(int(len(faces) * 0.98 * target / len(points)), 4)
-        new_points, new_faces = fast_simplification.simplify(
-            points, faces, target_count=n_faces, preserve_border=preserve_border
-        )
-        out = _carry_visuals(mesh, weld, new_points, new_faces)
-        # stop when under budget, or when fixed borders stop the count from falling
-        if len(out.vertices) <= budget or len(out.vertices) > 0.99 * previous:
-            break
-        previous = len(out.vertices)
-        target *= 0.97 * budget / len(out.vertices)
-    out.metadata = dict(mesh.metadata)
-    return out
-
-
-def _carry_visuals(
-    mesh: trimesh.Trimesh, weld: np.ndarray, points: np.ndarray, faces: np.ndarray
-) -> trimesh.Trimesh:
-    """Give decimated ``points (k, 3)`` the colour or UV of the nearest original vertex.
-
-    Seam copies share a position but not a UV: a corner takes the copy whose UV is closest to
-    the UV of the original face nearest its new face, and new vertices split where faces
-    disagree, so seams stay seams.
-    """
-    kind = _visual_kind(mesh)
-    tree = cKDTree(mesh.vertices)
-    if kind != "texture":
-        out = trimesh.Trimesh(points, faces, process=False)
-        if kind == "vertex":
-            out.visual.vertex_colors = mesh.visual.vertex_colors[tree.query(points)[1]]
-        return out
-    uv = mesh.visual.uv
-    nearest_face = cKDTree(mesh.triangles_center).query(points[faces].mean(axis=1))[1]
-    reference = np.repeat(uv[mesh.faces[nearest_face]].mean(axis=1), 3, axis=0)
-    corners = points[faces].reshape(-1, 3)
-    candidates = tree.query(corners, k=min(8, len(mesh.vertices)))[1].reshape(len(corners), -1)
-    copies = weld[candidates] == weld[candidates[:, :1]]
-    uv_gap = np.linalg.norm(uv[candidates] - reference[:, None], axis=2)
-    column = np.where(copies, uv_gap, np.inf).argmin(axis=1)
-    source = candidates[np.arange(len(corners)), column]
-    pairs, inverse = np.unique(np.c_[faces.reshape(-1), source], axis=0, return_inverse=True)
-    out = trimesh.Trimesh(points[pairs[:, 0]], inverse.reshape(-1, 3), process=False)
-    out.visual = trimesh.visual.TextureVisuals(uv=uv[pairs[:, 1]], material=mesh.visual.material)
-    return out
