@@ -18,9 +18,23 @@ import trimesh  # noqa: E402
 
 # pyrender 0.1.45 still uses ``np.infty``, which numpy 2 removed (scene bounds code path).
 if not hasattr(np, "infty"):
-    np.inf = np.inf
+    np.infty = np.inf  # noqa: NPY201 - the alias pyrender needs, deliberately
 
 import pyrender  # noqa: E402
+
+_CONTEXTS: dict[int, pyrender.OffscreenRenderer] = {}
+
+
+def offscreen(size: int) -> pyrender.OffscreenRenderer:
+    """The process's OpenGL context for ``size`` x ``size`` images, created once and kept.
+
+    pyrender's ``OffscreenRenderer.delete()`` terminates the EGL display that every context
+    of the process shares, so deleting one renderer breaks any other still in use; contexts
+    here live as long as the process instead (a few MB each).
+    """
+    if size not in _CONTEXTS:
+        _CONTEXTS[size] = pyrender.OffscreenRenderer(size, size)
+    return _CONTEXTS[size]
 
 
 def head_rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
@@ -58,17 +72,12 @@ class FaceRenderer:
         self.background = background
         self.ambient = ambient
         self.light_intensity = light_intensity
-        self._renderer: pyrender.OffscreenRenderer | None = None
 
     def _gl(self) -> pyrender.OffscreenRenderer:
-        if self._renderer is None:
-            self._renderer = pyrender.OffscreenRenderer(self.image_size, self.image_size)
-        return self._renderer
+        return offscreen(self.image_size)
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.delete()
-            self._renderer = None
+        """Nothing to free: the OpenGL context is shared by the process (see ``offscreen``)."""
 
     def __enter__(self) -> FaceRenderer:
         return self
@@ -150,12 +159,9 @@ class OrthoRenderer:
 
     def __init__(self, size: int = 128) -> None:
         self.size = int(size)
-        self._renderer: pyrender.OffscreenRenderer | None = None
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.delete()
-            self._renderer = None
+        """Nothing to free: the OpenGL context is shared by the process (see ``offscreen``)."""
 
     def __enter__(self) -> OrthoRenderer:
         return self
@@ -178,8 +184,7 @@ class OrthoRenderer:
         float32 mm or nan; ``colour`` (n, size, size, 3) uint8 when ``colour`` and the mesh
         has a texture or vertex colours.
         """
-        if self._renderer is None:
-            self._renderer = pyrender.OffscreenRenderer(self.size, self.size)
+        gl = offscreen(self.size)
         grey = mesh.copy()
         grey.visual = trimesh.visual.ColorVisuals(grey, vertex_colors=[200, 200, 200, 255])
         geometry = pyrender.Scene(ambient_light=np.full(3, 0.15), bg_color=[0, 0, 0, 1])
@@ -208,7 +213,7 @@ class OrthoRenderer:
                 cam.zfar = camera.distance * 4.0
                 scene.set_pose(cam_node, pose)
                 scene.set_pose(light_node, pose)
-                image, depth = self._renderer.render(scene)
+                image, depth = gl.render(scene)
                 if name == "shaded":
                     out["shaded"].append(image[..., 0].astype(np.float32) / 255.0)
                     out["depth"].append(_orthographic_depth(depth, cam.znear, cam.zfar))

@@ -135,24 +135,43 @@ class LandmarkDetector:
             table = self._table(mesh, cameras, renderer, s.coarse_inlier_mm)
             for _ in range(s.fine_passes):
                 frame = _frame_from(table)
+                # Frame the face at the size the network was trained on, whatever the scan's
+                # scale (a child, or a scan in arbitrary units).
+                size = _face_size(table)
                 to_world = np.linalg.inv(frame)
-                face_centre = to_world[:3, :3] @ FACE_CENTRE + to_world[:3, 3]
+                face_centre = to_world[:3, :3] @ (FACE_CENTRE * size) + to_world[:3, 3]
                 cameras = [
                     orbit_camera(
                         frame[:3, :3],
                         face_centre,
                         yaw,
                         pitch,
-                        half_extent=s.fine_half_extent,
+                        half_extent=s.fine_half_extent * size,
                         size=self.input_size,
                     )
                     for yaw, pitch in s.fine_views
                 ]
-                table = self._table(mesh, cameras, renderer, s.inlier_mm)
+                table = self._table(mesh, cameras, renderer, s.inlier_mm * size)
             return table
         finally:
             if own:
                 renderer.close()
+
+
+#: Mean outer-canthal width (ex-ex) of adult faces, mm (Farkas 1994): the scale reference.
+REFERENCE_BIOCULAR_MM = 90.0
+
+
+def _face_size(table: pd.DataFrame) -> float:
+    """The face's size relative to an average adult's, from its outer eye corners."""
+    found = table[table["status"] == "ok"].set_index("name")
+    if not {"ex_r", "ex_l"} <= set(found.index):
+        return 1.0
+    width = np.linalg.norm(
+        found.loc["ex_l", ["x", "y", "z"]].to_numpy(float)
+        - found.loc["ex_r", ["x", "y", "z"]].to_numpy(float)
+    )
+    return float(np.clip(width / REFERENCE_BIOCULAR_MM, 0.4, 2.5))
 
 
 def _frame_from(table: pd.DataFrame) -> np.ndarray:
