@@ -1,7 +1,7 @@
 """Seam-preserving decimation of a scan mesh, and the face subsets that cleaning keeps.
 
 :func:`_subset` keeps a mask of faces with their vertices in original order and their UV or
-colours; :func:`_decimate` simplifies a mesh to a vertex budget with fast-simplification, first
+colours; :func:`decimate` simplifies a mesh to a vertex budget with fast-simplification, first
 with the UV seams of a textured mesh held as fixed borders so texture charts stay closed, and
 :func:`_carry_visuals` gives the decimated vertices the UV or colour of the nearest original
 vertex, splitting them where seam copies disagree. :func:`face_health.scan.clean_mesh` uses
@@ -44,7 +44,7 @@ def _subset(mesh: trimesh.Trimesh, face_mask: np.ndarray) -> trimesh.Trimesh:
     return out
 
 
-def _decimate(mesh: trimesh.Trimesh, budget: int) -> trimesh.Trimesh:
+def decimate(mesh: trimesh.Trimesh, budget: int) -> trimesh.Trimesh:
     """Simplify to at most ``budget`` vertices, keeping UV (split at seams) or vertex colours.
 
     A textured mesh is first simplified with its UV seams as fixed borders, so charts stay

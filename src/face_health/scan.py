@@ -24,7 +24,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from face_health.mesh_decimation import _decimate, _subset, _visual_kind
+from face_health.mesh_decimation import _subset, _visual_kind, decimate
 from face_health.scan_checks import ScanError, _check_content, _check_obj, _obj_index_error
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
@@ -249,7 +249,7 @@ def clean_mesh(
     connected component plus any with ``>= min_component_fraction`` of its faces (scanner
     fragments and floating noise go); drop unreferenced vertices, keeping the order of the
     rest; above the budget, decimate with fast-simplification and carry UV / vertex colours
-    over from the nearest original vertex (UV seams kept, see :func:`_decimate`).
+    over from the nearest original vertex (UV seams kept, see :func:`decimate`).
 
     Returns
     -------
@@ -301,7 +301,7 @@ def clean_mesh(
     decimated_from = 0
     if len(mesh.vertices) > vertex_budget:
         decimated_from = len(mesh.vertices)
-        mesh = _decimate(mesh, vertex_budget)
+        mesh = decimate(mesh, vertex_budget)
         notes.append(f"decimated {decimated_from} -> {len(mesh.vertices)} vertices")
     mesh.metadata["cleaning"] = {
         "nonfinite_vertices": int((~finite).sum()),
