@@ -142,10 +142,15 @@ def real_scans(detector: LandmarkDetector) -> tuple[dict, dict[str, tuple]]:
 def picture(shown: dict[str, tuple], out: Path) -> None:
     fig, axes = plt.subplots(1, len(shown), figsize=(6 * len(shown), 6.4), squeeze=False)
     for ax, (name, (mesh, table, reference)) in zip(axes[0], shown.items(), strict=False):
-        pts = {n: table.loc[n, ["x", "y", "z"]].to_numpy(float) for n in table.index}
+        placed = table[table["status"] == "ok"]
+        pts = {n: placed.loc[n, ["x", "y", "z"]].to_numpy(float) for n in placed.index}
         frame = landmark_frame(pts)
         frontal = mesh.copy()
         frontal.apply_transform(frame)
+        # Frame every face at the same size in the picture, whatever its units.
+        size = np.linalg.norm(pts["ex_l"] - pts["ex_r"]) / 90.0
+        frontal.apply_scale(1.0 / size)
+        frame = np.diag([1 / size] * 3 + [1.0]) @ frame
         centre = np.array([0.0, 15.0, -40.0])
         found = np.array(list(pts.values()))
         marks = {"found": found} if reference is None else {"found": found, "reference": reference}
@@ -178,10 +183,15 @@ def main() -> None:
     parser.add_argument("--cohort", type=Path, default=ROOT / "data/01_raw/synthetic_cohort")
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=None, help="at most this many test scans")
+    parser.add_argument("--real-only", action="store_true", help="only the two real scans")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/landmarks.json")
     args = parser.parse_args()
     detector = LandmarkDetector.from_checkpoint(args.checkpoint)
-    result = {"synthetic": synthetic(args.cohort, detector, args.limit)}
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.real_only:
+        result = {"synthetic": previous.get("synthetic", {})}
+    else:
+        result = {"synthetic": synthetic(args.cohort, detector, args.limit)}
     real, shown = real_scans(detector)
     result["real"] = real
     if shown:
