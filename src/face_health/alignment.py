@@ -28,19 +28,33 @@ def landmark_table_to_dict(table: pd.DataFrame) -> dict[str, np.ndarray]:
     return {str(r.name): np.array([r.x, r.y, r.z], float) for r in table.itertuples(index=False)}
 
 
+#: Left/right pairs whose differences give the face's x axis, in order of preference.
+_BILATERAL = (("en_r", "en_l"), ("ch_r", "ch_l"), ("ex_r", "ex_l"), ("al_r", "al_l"))
+#: Points below the eyes whose mean, with the eyes', gives the face's up direction.
+_LOWER = (("ch_r", "ch_l"), ("sto",), ("ls",), ("sn",))
+
+
 def landmark_frame(landmarks: dict[str, np.ndarray]) -> np.ndarray:
     """4x4 rigid transform from the scan frame to a frontal frame centred on the nose tip.
 
-    x runs from the subject's right to left (mouth and eye corners), y from the mouth up to the
-    eyes, z = x cross y points out of the face.
+    x runs from the subject's right to left (eye and mouth corners), y from the mouth up to
+    the eyes, z = x cross y points out of the face. Uses ``FRAME_LANDMARKS`` and falls back
+    on other pairs (outer eye corners, alae) and midline points (stomion, subnasale) when
+    some are missing.
     """
-    missing = [n for n in FRAME_LANDMARKS if n not in landmarks]
-    if missing:
-        raise ValueError(f"need landmarks {FRAME_LANDMARKS} for a frontal frame; missing {missing}")
-    p = {n: np.asarray(landmarks[n], float) for n in FRAME_LANDMARKS}
-    x = (p["en_l"] - p["en_r"]) + (p["ch_l"] - p["ch_r"])
+    p = {n: np.asarray(v, float) for n, v in landmarks.items() if np.isfinite(v).all()}
+    pairs = [(a, b) for a, b in _BILATERAL if a in p and b in p]
+    eyes = [(a, b) for a, b in pairs if a[:2] in ("en", "ex")]
+    lower = next((g for g in _LOWER if all(n in p for n in g)), None)
+    if "prn" not in p or not pairs or not eyes or lower is None:
+        raise ValueError(
+            f"need landmarks {FRAME_LANDMARKS} for a frontal frame (or eye corners, nose tip "
+            f"and a mouth or subnasal point); have {sorted(p)}"
+        )
+    x = sum(p[b] - p[a] for a, b in pairs[:2])
     x /= np.linalg.norm(x)
-    up = (p["en_r"] + p["en_l"]) / 2.0 - (p["ch_r"] + p["ch_l"]) / 2.0
+    eye_mid = np.mean([(p[a] + p[b]) / 2.0 for a, b in eyes], axis=0)
+    up = eye_mid - np.mean([p[n] for n in lower], axis=0)
     y = up - (up @ x) * x
     y /= np.linalg.norm(y)
     z = np.cross(x, y)
