@@ -53,6 +53,10 @@ def train_embedding_model(
         batch_size=int(embedding.get("batch_size", 32)),
         seed=int(embedding.get("seed", 0)),
     )
+    train = set(subjects_in(splits, "train"))
+    # What the network and the target scaler learn from: training subjects only.
+    assert set(data.subjects["train"]) <= train, "the ResNet would see non-training subjects"
+    assert set(data.scaler.fitted_on) <= train, "the target scaler saw non-training subjects"
     module, metrics = fit_embedding_model(
         data,
         module_options={
