@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,25 @@ def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "src").mkdir()  # Kedro bootstrap wants the source folder; the package is installed
     monkeypatch.chdir(root)
     return root
+
+
+def kedro_run(project: Path, *args: str) -> None:
+    """``kedro run`` in its own process, as a user runs it.
+
+    In-process sessions would share MLflow's store cache, which keys SQLite stores by their
+    (relative) URI, so a second project in the same test process would log into the first
+    one's ``mlflow.db``.
+    """
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
 
 @pytest.fixture

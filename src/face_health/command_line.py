@@ -14,6 +14,16 @@ import click
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 
 
+#: Shared by every command that reads one scan.
+UNITS_OPTION = click.option(
+    "--units",
+    type=click.Choice(["auto", "mm", "cm", "m"]),
+    default="auto",
+    show_default=True,
+    help="Units of the scan; auto infers them from its size.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="face_health")
 def main() -> None:
@@ -65,13 +75,7 @@ def simulate(
 
 @main.command("check-scan")
 @click.argument("scan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--units",
-    type=click.Choice(["auto", "mm", "cm", "m"]),
-    default="auto",
-    show_default=True,
-    help="Units of the scan; auto infers them from its size.",
-)
+@UNITS_OPTION
 def check_scan(scan: Path, units: str) -> None:
     """Read, clean and QC one scan; print its QC record as JSON (exit 1 if it failed)."""
     from face_health.scan import ingest_scan
@@ -90,13 +94,7 @@ def check_scan(scan: Path, units: str) -> None:
     default=None,
     help="CSV file to write; default: print to standard output.",
 )
-@click.option(
-    "--units",
-    type=click.Choice(["auto", "mm", "cm", "m"]),
-    default="auto",
-    show_default=True,
-    help="Units of the scan; auto infers them from its size.",
-)
+@UNITS_OPTION
 @click.option(
     "--checkpoint",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

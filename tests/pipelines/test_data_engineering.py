@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
+from conftest import kedro_run
 
 from face_health.pipelines.data_engineering.nodes import build_qc_report
 
@@ -60,9 +59,7 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_tiny_data_engineering_run_end_to_end(project_copy: Path) -> None:
-    bootstrap_project(project_copy)
-    with KedroSession.create(project_path=project_copy, env="tiny") as session:
-        session.run(pipeline_names=["data_engineering"])
+    kedro_run(project_copy, "--env", "tiny", "--pipelines", "data_engineering")
     data = project_copy / "data" / "tiny"
     raw = data / "01_raw" / "synthetic_cohort"
     before = _hashes(raw)
@@ -86,6 +83,5 @@ def test_tiny_data_engineering_run_end_to_end(project_copy: Path) -> None:
     assert (alignment["residual_mm"] < 6.0).all()
 
     # A second run reuses the cohort and never touches a raw file.
-    with KedroSession.create(project_path=project_copy, env="tiny") as session:
-        session.run(pipeline_names=["data_engineering"])
+    kedro_run(project_copy, "--env", "tiny", "--pipelines", "data_engineering")
     assert _hashes(raw) == before

@@ -7,8 +7,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
+from conftest import kedro_run
 
 from face_health import schema
 from face_health.inference import column_name, load_scorer
@@ -16,9 +15,7 @@ from face_health.inference import column_name, load_scorer
 
 @pytest.mark.slow
 def test_tiny_training_then_inference(project_copy: Path) -> None:
-    bootstrap_project(project_copy)
-    with KedroSession.create(project_path=project_copy, env="tiny") as session:
-        session.run(pipeline_names=["training"])
+    kedro_run(project_copy, "--env", "tiny", "--pipelines", "training")
 
     data = project_copy / "data" / "tiny"
     for name in ("global_features", "local_features", "region_radiomics"):
@@ -49,8 +46,7 @@ def test_tiny_training_then_inference(project_copy: Path) -> None:
         assert record["qc_status"] != "failed", record["qc_reason"]
         assert 0.0 <= record["anemia"] <= 1.0 and 0 < record["age"] < 120
 
-    with KedroSession.create(project_path=project_copy, env="tiny") as session:
-        session.run(pipeline_names=["inference"])
+    kedro_run(project_copy, "--env", "tiny", "--pipelines", "inference")
     files = sorted((data / "07_model_output" / "predictions.csv").rglob("*.csv"))
     predictions = pd.read_csv(files[-1])
     assert len(predictions) == 2

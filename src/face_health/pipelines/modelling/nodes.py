@@ -78,7 +78,7 @@ def evaluate_on_test(
     )
     long = pd.concat([p.assign(model=kind) for kind, p in predictions.items()], ignore_index=True)
     mlflow_metrics = {
-        f"test.{r.target}.{r.model}.{r.metric}": {"value": float(r.value), "step": 0}
+        f"{r.target}.{r.model}.{r.metric}": {"value": float(r.value), "step": 0}
         for r in metrics.itertuples()
         if np.isfinite(r.value)
     }
