@@ -234,3 +234,25 @@ def crop_to_box(mesh: trimesh.Trimesh, lower: np.ndarray, upper: np.ndarray) -> 
     if len(keep) == 0:
         raise ValueError("nothing of the mesh lies inside the face region")
     return mesh.submesh([keep], append=True)
+
+
+def align_face(
+    mesh: trimesh.Trimesh,
+    landmarks: dict[str, np.ndarray],
+    template: Template,
+    *,
+    allow_scale: bool = True,
+    crop_margin_mm: float = 10.0,
+) -> tuple[trimesh.Trimesh, dict[str, np.ndarray], dict[str, Any]]:
+    """Move a face onto the template and crop it to the face region.
+
+    Returns the aligned, cropped mesh (a copy), its landmarks in the template frame, and the
+    fit (``matrix``, ``scale``, ``residual_mm``, ``max_residual_mm``, ``n_landmarks``).
+    """
+    fit = align_to_template(landmarks, template, allow_scale=allow_scale)
+    moved = mesh.copy()
+    moved.apply_transform(fit["matrix"])
+    cropped = crop_to_box(moved, *face_box(template, crop_margin_mm))
+    m = fit["matrix"]
+    moved_landmarks = {n: m[:3, :3] @ np.asarray(p, float) + m[:3, 3] for n, p in landmarks.items()}
+    return cropped, moved_landmarks, fit

@@ -21,13 +21,7 @@ import pandas as pd
 import trimesh
 
 from face_health import schema
-from face_health.alignment import (
-    Template,
-    align_to_template,
-    crop_to_box,
-    face_box,
-    landmark_table_to_dict,
-)
+from face_health.alignment import Template, align_face, landmark_table_to_dict
 from face_health.scan import ingest_scan
 
 MODEL_NAME = "face_health"
@@ -83,18 +77,15 @@ class ScanScorer:
             list(self.template_landmarks["name"]),
             self.template_landmarks[["x", "y", "z"]].to_numpy(float),
         )
-        fit = align_to_template(
+        alignment = self.options.get("alignment", {})
+        aligned, aligned_landmarks, fit = align_face(
+            mesh,
             landmark_table_to_dict(found),
             template,
-            allow_scale=bool(self.options.get("alignment", {}).get("scale", True)),
+            allow_scale=bool(alignment.get("scale", True)),
+            crop_margin_mm=float(alignment.get("crop_margin_mm", 10.0)),
         )
         qc["alignment_residual_mm"] = round(fit["residual_mm"], 2)
-        aligned = mesh.copy()
-        aligned.apply_transform(fit["matrix"])
-        margin = float(self.options.get("alignment", {}).get("crop_margin_mm", 10.0))
-        aligned = crop_to_box(aligned, *face_box(template, margin))
-        points = found[["x", "y", "z"]].to_numpy(float) @ fit["matrix"][:3, :3].T
-        aligned_landmarks = dict(zip(found["name"], points + fit["matrix"][:3, 3], strict=True))
 
         views = render_directional_views(aligned, self.options.get("views", {}))
         embedding_options = self.options.get("embedding", {})

@@ -15,14 +15,7 @@ import trimesh
 from PIL import Image
 
 from face_health import schema
-from face_health.alignment import (
-    Template,
-    align_to_template,
-    build_template,
-    crop_to_box,
-    face_box,
-    landmark_table_to_dict,
-)
+from face_health.alignment import Template, align_face, build_template, landmark_table_to_dict
 from face_health.landmarks.detector import detect_one, read_checkpoint, write_checkpoint
 from face_health.landmarks.fit import train_checkpoint
 from face_health.parallel import map_subjects
@@ -120,23 +113,20 @@ def _template(table: pd.DataFrame) -> Template:
 
 def _align_one(job: tuple, template_table: pd.DataFrame, options: dict) -> tuple:
     mesh_loader, landmark_loader = job
-    template = _template(template_table)
-    mesh = mesh_loader()
     table = landmark_loader()
     found = table[table["status"] == "ok"] if "status" in table else table
-    fit = align_to_template(
-        landmark_table_to_dict(found), template, allow_scale=bool(options.get("scale", True))
+    mesh, moved, fit = align_face(
+        mesh_loader(),
+        landmark_table_to_dict(found),
+        _template(template_table),
+        allow_scale=bool(options.get("scale", True)),
+        crop_margin_mm=float(options.get("crop_margin_mm", 10.0)),
     )
-    mesh.apply_transform(fit["matrix"])
-    lower, upper = face_box(template, float(options.get("crop_margin_mm", 10.0)))
-    cropped = crop_to_box(mesh, lower, upper)
-    moved = table.copy()
-    points = moved[["x", "y", "z"]].to_numpy(float)
-    moved[["x", "y", "z"]] = points @ fit["matrix"][:3, :3].T + fit["matrix"][:3, 3]
+    moved_table = pd.DataFrame([(n, *p) for n, p in moved.items()], columns=["name", "x", "y", "z"])
     qc = {k: v for k, v in fit.items() if k != "matrix"}
     qc["transform"] = " ".join(f"{v:.6g}" for v in fit["matrix"][:3].ravel())
-    qc["n_faces_cropped"] = len(cropped.faces)
-    return cropped, moved, qc
+    qc["n_faces_cropped"] = len(mesh.faces)
+    return mesh, moved_table, qc
 
 
 def align_faces(
