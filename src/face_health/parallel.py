@@ -62,6 +62,10 @@ class Outcome:
     error: str = ""
     seconds: float = 0.0
 
+    def failed_row(self, stage: str) -> dict[str, str]:
+        """The QC row of a subject whose ``stage`` crashed: ``<stage>_status`` and why."""
+        return {"subject_id": self.key, f"{stage}_status": "failed", f"{stage}_reason": self.error}
+
 
 def map_subjects(
     fn: Callable[..., Any],

@@ -80,7 +80,7 @@ def detect_landmarks(
             tables[f"{sid}.csv"] = table
             rows.append({"subject_id": sid, **qc, "landmark_seconds": round(outcome.seconds, 3)})
         else:
-            rows.append(_failed(sid, "landmark", outcome.error))
+            rows.append(outcome.failed_row("landmark"))
     return tables, pd.DataFrame(rows)
 
 
@@ -157,7 +157,7 @@ def align_faces(
     limit = float(alignment.get("max_residual_mm", 6.0))
     for sid, outcome in outcomes.items():
         if not outcome.ok:
-            rows.append(_failed(sid, "alignment", outcome.error))
+            rows.append(outcome.failed_row("alignment"))
             continue
         mesh, moved, qc = outcome.value
         meshes[sid] = mesh
@@ -204,7 +204,3 @@ def render_face_views(
         for name, image in by_view.items()
     }
     return images, sheet
-
-
-def _failed(subject_id: str, stage: str, error: str) -> dict[str, str]:
-    return {"subject_id": subject_id, f"{stage}_status": "failed", f"{stage}_reason": error}

@@ -152,9 +152,7 @@ def extract_region_radiomics(
     labels, rows, qc_rows = {}, [], []
     for sid, outcome in outcomes.items():
         if not outcome.ok:
-            qc_rows.append(
-                {"subject_id": sid, "region_status": "failed", "region_reason": outcome.error}
-            )
+            qc_rows.append(outcome.failed_row("region"))
             continue
         face_labels, row, qc = outcome.value
         labels[sid] = pd.DataFrame({"region": face_labels})
