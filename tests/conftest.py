@@ -17,20 +17,38 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REAL_SCANS = PROJECT_ROOT.parent / "shared" / "real_scans"
 
 
+def copy_project(root: Path) -> Path:
+    """The project's configuration (without ``conf/local``) in ``root``."""
+    root.mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    (root / "data").mkdir()
+    (root / "src").mkdir()  # Kedro bootstrap wants the source folder; the package is installed
+    return root
+
+
 @pytest.fixture
 def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The project's configuration in a temporary folder, as the working directory.
 
     Runs write their data and MLflow database there, never into the checkout.
     """
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    (root / "data").mkdir()
-    (root / "src").mkdir()  # Kedro bootstrap wants the source folder; the package is installed
+    root = copy_project(tmp_path / "project")
     monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy on which ``kedro run --env tiny --pipelines=training`` has run once.
+
+    Shared by the tests that need a trained model or a finished run (end to end, notebooks,
+    serving) so the suite pays for the tiny training once. Tests may add runs to it (for
+    example ``inference``) but must not delete what training wrote.
+    """
+    root = copy_project(tmp_path_factory.mktemp("trained") / "project")
+    kedro_run(root, "--env", "tiny", "--pipelines", "training")
     return root
 
 

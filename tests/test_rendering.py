@@ -49,6 +49,20 @@ def test_rendering_gives_the_configured_views_with_the_face_centred() -> None:
         assert 0.2 < face.mean() < 0.9
 
 
+def test_rendering_works_from_the_main_thread_and_from_a_worker_thread() -> None:
+    """An EGL context is current in one thread only: a service scores on its own thread
+    after the main thread has rendered (EGL_BAD_ACCESS if they shared one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    options = {"n_per_direction": 3, "interval_deg": 15, "image_size": 48}
+    here = render_directional_views(_ball_face(), options)
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        there = worker.submit(render_directional_views, _ball_face(), options).result()
+    assert here.keys() == there.keys()
+    for key in here:
+        np.testing.assert_array_equal(here[key], there[key])
+
+
 def test_orthographic_depth_matches_the_camera_model() -> None:
     sphere = trimesh.creation.icosphere(subdivisions=4, radius=50.0)
     camera = orbit_camera(np.eye(3), np.zeros(3), 30.0, 15.0, half_extent=80.0, size=96)

@@ -145,22 +145,53 @@ def landmarks(scan: Path, out: Path | None, units: str, checkpoint: Path | None)
 @click.option("--size", type=int, default=128, show_default=True, help="View size in pixels.")
 @click.option("--jobs", type=int, default=0, show_default=True, help="Render processes.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate.")
+@click.option(
+    "--init-weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Start from this landmark checkpoint (fine-tuning) instead of random weights.",
+)
+@click.option(
+    "--reshape/--no-reshape",
+    default=True,
+    show_default=True,
+    help="Vary face proportions (per-axis scale, smooth warps) beyond the training faces'.",
+)
+@click.option(
+    "--scanner-noise/--no-scanner-noise",
+    default=True,
+    show_default=True,
+    help="Add surface noise and spikes as real scanners leave them.",
+)
 def train_landmarks(
-    cohort: Path, out: Path, epochs: int, views_per_scan: int, size: int, jobs: int, seed: int
+    cohort: Path,
+    out: Path,
+    epochs: int,
+    views_per_scan: int,
+    size: int,
+    jobs: int,
+    seed: int,
+    lr: float,
+    init_weights: Path | None,
+    reshape: bool,
+    scanner_noise: bool,
 ) -> None:
     """Train the landmark network on an annotated cohort (train / validation split of its
     clinical table) and write a compact checkpoint to OUT."""
     from face_health.landmarks.fit import train_from_cohort_folder
+    from face_health.landmarks.views import REAL_SCAN_VARIETY
 
+    views: dict = {"size": size, "views_per_scan": views_per_scan}
+    if reshape:
+        views |= {k: REAL_SCAN_VARIETY[k] for k in ("axis_scale", "warp_mm")}
+    if scanner_noise:
+        views |= {k: REAL_SCAN_VARIETY[k] for k in ("surface_noise_mm", "spike_probability")}
+    fit: dict = {"module": {"max_epochs": epochs, "lr": lr}}
+    if init_weights is not None:
+        fit["init_weights"] = str(init_weights)
     metrics = train_from_cohort_folder(
-        cohort,
-        out,
-        options={
-            "seed": seed,
-            "n_jobs": jobs,
-            "views": {"size": size, "views_per_scan": views_per_scan},
-            "fit": {"module": {"max_epochs": epochs}},
-        },
+        cohort, out, options={"seed": seed, "n_jobs": jobs, "views": views, "fit": fit}
     )
     click.echo(json.dumps(metrics, indent=2, default=str))
 
@@ -191,6 +222,94 @@ def predict(scan: Path, model: str | None, tracking_uri: str) -> None:
     click.echo(json.dumps(json_record(record), indent=2))
     if record["qc_status"] == "failed":
         sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on  [default: 127.0.0.1]")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="[default: 8000]")
+@click.option(
+    "--model",
+    default=None,
+    help="A run id, models:/face_health@newest, a runs:/ URI or a model folder; "
+    "default: `model` in conf/base/serving.yml, else the newest model `training` logged.",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="The MLflow backend  [default: sqlite:///mlflow.db in the project root]",
+)
+@click.option(
+    "--storage-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep each upload here; default: uploads are deleted after their request.",
+)
+@click.option("--max-upload-mb", type=float, default=None, help="Largest upload  [default: 100]")
+@click.option(
+    "--request-timeout", type=float, default=None, help="Seconds per request  [default: 120]"
+)
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Serve HTTPS with this certificate (with --ssl-keyfile).",
+)
+@click.option(
+    "--ssl-keyfile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The certificate's private key.",
+)
+@click.option(
+    "--insecure-dev",
+    is_flag=True,
+    help="Serve without a token: development only, and only on a loopback host.",
+)
+@click.option(
+    "--project-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Project whose conf/*/serving.yml to read; default: the one around the working directory.",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    model: str | None,
+    tracking_uri: str | None,
+    storage_dir: Path | None,
+    max_upload_mb: float | None,
+    request_timeout: float | None,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
+    insecure_dev: bool,
+    project_dir: Path | None,
+) -> None:
+    """Serve predictions over HTTP: POST a scan to /v1/predictions (docs at /docs).
+
+    The bearer token comes from the environment variable FACE_HEALTH_API_TOKEN (or `token` in
+    conf/local/serving.yml); without one the service refuses to start unless --insecure-dev
+    on a loopback host. Flags override conf/base/serving.yml and conf/local/serving.yml.
+    """
+    from face_health.serving.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(project_dir).with_overrides(
+            host=host,
+            port=port,
+            model=model,
+            tracking_uri=tracking_uri,
+            storage_dir=storage_dir.resolve() if storage_dir else None,
+            max_upload_mb=max_upload_mb,
+            request_timeout_s=request_timeout,
+            ssl_certfile=ssl_certfile.resolve() if ssl_certfile else None,
+            ssl_keyfile=ssl_keyfile.resolve() if ssl_keyfile else None,
+            insecure_dev=True if insecure_dev else None,
+        )
+        from face_health.serving.server import serve as run_server
+
+        run_server(settings)
+    except (SettingsError, LookupError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 if __name__ == "__main__":

@@ -11,12 +11,23 @@ dataset that should land in the MLflow run says so in its catalog metadata inste
       metadata:
         mlflow_artifact_path: reports
 
-and this hook logs the file it just saved (the versioned file) into the active run.
+and this hook logs the file it just saved (the versioned file) into the active run. A
+dataset whose metadata also says ``face_images: true`` shows faces; it is logged only when
+the globals key ``privacy.log_face_images`` allows it (``auto``: for the synthetic cohort
+only, never for a real one).
+
+``ProjectMlflowBackendHook`` pins a relative SQLite backend (``sqlite:///mlflow.db``) to the
+project root, so a session started elsewhere (a notebook in ``notebooks/``) uses the
+project's database instead of creating an empty one where it runs.
+
+``RunTagsHook`` names each MLflow run and tags it with the pipeline, the configuration
+environment, the git commit and a fingerprint of the raw data it read.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +50,11 @@ class MlflowArtifactHook:
 
     def __init__(self) -> None:
         self._catalog = None
+        self._face_images = True
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._face_images = log_face_images(context.config_loader["globals"])
 
     @hook_impl
     def after_catalog_created(self, catalog: Any) -> None:
@@ -58,8 +74,119 @@ class MlflowArtifactHook:
         artifact_path = metadata.get("mlflow_artifact_path")
         if artifact_path is None:
             return
+        if metadata.get("face_images") and not self._face_images:
+            logger.info(
+                "%s shows faces: not logged to MLflow (privacy.log_face_images)", dataset_name
+            )
+            return
         path = saved_path(dataset)
         if path is None or not path.exists():
             logger.warning("could not log %s to MLflow: no saved file found", dataset_name)
             return
         mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def log_face_images(config_globals: dict[str, Any]) -> bool:
+    """Whether pictures of faces go to MLflow: ``privacy.log_face_images`` is true, false or
+    ``auto`` (the default: only when the cohort is the synthetic one)."""
+    setting = (config_globals.get("privacy") or {}).get("log_face_images", "auto")
+    if isinstance(setting, bool):
+        return setting
+    if str(setting).lower() != "auto":
+        raise ValueError(f"privacy.log_face_images must be true, false or auto, got {setting!r}")
+    return (config_globals.get("cohort") or {}).get("source", "synthetic") == "synthetic"
+
+
+class RunTagsHook:
+    """Give the MLflow run of a ``kedro run`` a readable name and provenance tags.
+
+    Tags: ``pipeline``, ``kedro_env``, ``git_commit`` (and MLflow's own
+    ``mlflow.source.git.commit``), ``git_dirty``, ``cohort_source`` and, once the run has
+    read its raw data, ``data_fingerprint`` (see ``face_health.provenance``).
+    """
+
+    def __init__(self) -> None:
+        self._project_path: Path | None = None
+        self._globals: dict[str, Any] = {}
+        self._env = "local"
+        self._raw_folders: list[str] = []
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._project_path = Path(context.project_path)
+        self._globals = dict(context.config_loader["globals"])
+        self._env = context.env or "local"
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has started the run
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any) -> None:
+        import mlflow
+
+        from face_health.provenance import git_commit
+
+        if mlflow.active_run() is None:
+            return
+        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name")]
+        pipeline_name = "+".join(n for n in names if n) or "__default__"
+        commit, dirty = git_commit(self._project_path or Path.cwd())
+        cohort = self._globals.get("cohort") or {}
+        source = cohort.get("source", "synthetic")
+        cohort_name = Path(str(cohort.get("path", "cohort"))).name
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
+        mlflow.set_tags(
+            {
+                "mlflow.runName": f"{pipeline_name} · {cohort_name} · {self._env} · "
+                f"{commit[:7]} · {stamp}",
+                "pipeline": pipeline_name,
+                "kedro_env": self._env,
+                "git_commit": commit,
+                "mlflow.source.git.commit": commit,
+                "git_dirty": str(dirty).lower(),
+                "cohort_source": source,
+            }
+        )
+        datasets = pipeline.datasets()
+        self._raw_folders = []
+        if "raw_scans" in datasets or "raw_clinical" in datasets:
+            self._raw_folders.append(str(cohort.get("path", "")))
+        if "new_scans" in datasets:
+            self._raw_folders.append(str((self._globals.get("inference") or {}).get("scans_path")))
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run
+    def after_pipeline_run(self) -> None:
+        import mlflow
+
+        from face_health.provenance import data_fingerprint
+
+        if mlflow.active_run() is None or not self._raw_folders:
+            return
+        root = self._project_path or Path.cwd()
+        folders = [p if Path(p).is_absolute() else root / p for p in self._raw_folders]
+        mlflow.set_tag("data_fingerprint", data_fingerprint(folders))
+        mlflow.set_tag("data_folders", ", ".join(self._raw_folders))
+
+
+class ProjectMlflowBackendHook:
+    """Make a relative ``sqlite:///`` tracking or registry URI in ``mlflow.yml`` absolute
+    against the project root, before kedro-mlflow sets MLflow up."""
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow reads mlflow.yml
+    def after_context_created(self, context: Any) -> None:
+        loader = context.config_loader
+        loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
+        try:
+            config = dict(loader["mlflow"])
+        except Exception:  # noqa: BLE001 - no mlflow.yml: kedro-mlflow's defaults apply
+            return
+        server = dict(config.get("server") or {})
+        for key in ("mlflow_tracking_uri", "mlflow_registry_uri"):
+            server[key] = project_sqlite_uri(server.get(key), Path(context.project_path))
+        config["server"] = server
+        loader["mlflow"] = config
+
+
+def project_sqlite_uri(uri: str | None, project_path: Path) -> str | None:
+    """``sqlite:///relative.db`` -> ``sqlite:////<project>/relative.db``; others unchanged."""
+    prefix = "sqlite:///"
+    if not uri or not uri.startswith(prefix) or Path(uri[len(prefix) :]).is_absolute():
+        return uri
+    return prefix + str((project_path / uri[len(prefix) :]).resolve())

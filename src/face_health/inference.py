@@ -29,12 +29,23 @@ ARTIFACT_PATH = "face_health_model"
 
 
 @dataclass
+class AlignedFace:
+    """One scan as the model sees it: aligned to the template and cropped (mm), its
+    landmarks in that frame, its 20 regions, the detector's table (scan frame) and QC."""
+
+    mesh: trimesh.Trimesh
+    landmarks: dict[str, np.ndarray]
+    regions: Any  # face_health.regions.RegionMap
+    detected: pd.DataFrame
+    qc: dict[str, Any]
+
+
+@dataclass
 class ScanScorer:
     """Everything needed to score a raw scan, fitted by one ``training`` run."""
 
     landmark_checkpoint: dict
     template_landmarks: pd.DataFrame
-    template_mesh: trimesh.Trimesh | None
     embedding_model: Any
     template_region_centroids: dict[str, list[float]]
     facial_omics: Any
@@ -62,17 +73,29 @@ class ScanScorer:
             self._detector = LandmarkDetector.from_checkpoint(buffer)
         return self._detector
 
-    def features(self, mesh: trimesh.Trimesh, subject_id: str) -> tuple[pd.DataFrame, dict]:
-        """Global + local features of one clean mesh (mm), and the QC of each stage."""
-        from face_health.embedding import subject_embeddings
-        from face_health.radiomics import subject_radiomics
-        from face_health.regions import region_qc, segment_regions
-        from face_health.rendering import render_directional_views
+    def warm_up(self) -> None:
+        """Build the landmark detector now rather than on the first scan (a service)."""
+        self._landmark_detector()
 
-        qc: dict[str, Any] = {}
+    def ingest(
+        self, source: str | Path | Callable[[], trimesh.Trimesh], subject_id: str
+    ) -> tuple[trimesh.Trimesh | None, dict[str, Any]]:
+        """Read and clean one raw scan as the training run did: mesh in mm and its QC."""
+        ingest = self.options.get("ingest", {})
+        return ingest_scan(
+            source,
+            subject_id,
+            units=ingest.get("units", "auto"),
+            vertex_budget=int(ingest.get("vertex_budget", 60000)),
+        )
+
+    def align(self, mesh: trimesh.Trimesh) -> AlignedFace:
+        """Landmarks (the model's detector), alignment to the model's template, face crop and
+        the 20 regions: what the features are computed from."""
+        from face_health.regions import segment_regions
+
         table = self._landmark_detector().detect(mesh)
         found = table[table["status"] == "ok"]
-        qc["landmark_mean_confidence"] = round(float(table["confidence"].mean()), 3)
         template = Template(
             list(self.template_landmarks["name"]),
             self.template_landmarks[["x", "y", "z"]].to_numpy(float),
@@ -85,8 +108,23 @@ class ScanScorer:
             allow_scale=bool(alignment.get("scale", True)),
             crop_margin_mm=float(alignment.get("crop_margin_mm", 10.0)),
         )
-        qc["alignment_residual_mm"] = round(fit["residual_mm"], 2)
+        qc = {
+            "landmark_mean_confidence": round(float(table["confidence"].mean()), 3),
+            "alignment_residual_mm": round(fit["residual_mm"], 2),
+        }
+        regions = segment_regions(aligned, aligned_landmarks)
+        return AlignedFace(aligned, aligned_landmarks, regions, table, qc)
 
+    def features(self, mesh: trimesh.Trimesh, subject_id: str) -> tuple[pd.DataFrame, dict]:
+        """Global + local features of one clean mesh (mm), and the QC of each stage."""
+        from face_health.embedding import subject_embeddings
+        from face_health.radiomics import subject_radiomics
+        from face_health.regions import region_qc
+        from face_health.rendering import render_directional_views
+
+        face = self.align(mesh)
+        qc: dict[str, Any] = dict(face.qc)
+        aligned, region_map = face.mesh, face.regions
         views = render_directional_views(aligned, self.options.get("views", {}))
         embedding_options = self.options.get("embedding", {})
         global_row = subject_embeddings(
@@ -95,7 +133,6 @@ class ScanScorer:
             image_size=int(embedding_options.get("image_size", 112)),
             aggregate=embedding_options.get("aggregate", "mean"),
         )
-        region_map = segment_regions(aligned, aligned_landmarks)
         qc.update(region_qc(region_map, aligned))
         radiomics_options = self.options.get("radiomics", {})
         radiomics = subject_radiomics(
@@ -125,14 +162,18 @@ class ScanScorer:
             subject_id = Path(source).stem
         started = time.perf_counter()
         record: dict[str, Any] = {schema.ID_COLUMN: subject_id, "model_run_id": self.run_id}
-        mesh, ingest_qc = ingest_scan(
-            source,
-            subject_id,
-            units=self.options.get("ingest", {}).get("units", "auto"),
-            vertex_budget=int(self.options.get("ingest", {}).get("vertex_budget", 60000)),
-        )
+        mesh, ingest_qc = self.ingest(source, subject_id)
         record["qc_status"] = ingest_qc["status"]
         record["qc_reason"] = ingest_qc["reason"]
+        if mesh is not None and not (ingest_qc["has_texture"] or ingest_qc["has_vertex_colors"]):
+            # Skin colour and texture are half the features: without them the model would
+            # answer from shape alone something it never learnt (ages off by decades).
+            record["qc_status"] = "failed"
+            record["qc_reason"] = (
+                "no colour: the model reads skin colour and texture, and this scan has neither "
+                "a texture image nor vertex colours (for an OBJ, send its MTL and texture too)"
+            )
+            mesh = None
         if mesh is not None:
             try:
                 features, stage_qc = self.features(mesh, subject_id)

@@ -9,6 +9,7 @@ a 224 px view ~8 ms on 2 CPU cores with Mesa llvmpipe).
 from __future__ import annotations
 
 import os
+import threading
 
 # Headless: EGL with Mesa needs no display. Must be set before PyOpenGL is first imported.
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -22,19 +23,22 @@ if not hasattr(np, "infty"):
 
 import pyrender  # noqa: E402
 
-_CONTEXTS: dict[int, pyrender.OffscreenRenderer] = {}
+_CONTEXTS: dict[tuple[int, int], pyrender.OffscreenRenderer] = {}
 
 
 def offscreen(size: int) -> pyrender.OffscreenRenderer:
-    """The process's OpenGL context for ``size`` x ``size`` images, created once and kept.
+    """This thread's OpenGL context for ``size`` x ``size`` images, created once and kept.
 
     pyrender's ``OffscreenRenderer.delete()`` terminates the EGL display that every context
     of the process shares, so deleting one renderer breaks any other still in use; contexts
-    here live as long as the process instead (a few MB each).
+    here live as long as the process instead (a few MB each). An EGL context can be current
+    in one thread only, so each thread (a service's scoring thread, the main thread) has
+    its own.
     """
-    if size not in _CONTEXTS:
-        _CONTEXTS[size] = pyrender.OffscreenRenderer(size, size)
-    return _CONTEXTS[size]
+    key = (size, threading.get_ident())
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = pyrender.OffscreenRenderer(size, size)
+    return _CONTEXTS[key]
 
 
 def head_rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:

@@ -13,6 +13,10 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft", "globals": "soft"},
 }
 
-from face_health.hooks import MlflowArtifactHook  # noqa: E402
+from face_health.hooks import (  # noqa: E402
+    MlflowArtifactHook,
+    ProjectMlflowBackendHook,
+    RunTagsHook,
+)
 
-HOOKS = (MlflowArtifactHook(),)
+HOOKS = (ProjectMlflowBackendHook(), MlflowArtifactHook(), RunTagsHook())

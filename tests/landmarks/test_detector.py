@@ -76,3 +76,50 @@ def test_a_scan_without_a_face_is_a_clear_error(detector) -> None:
     blob = trimesh.creation.icosphere(subdivisions=4, radius=90.0)
     with pytest.raises(ValueError, match="face not found"):
         detector.detect(blob)
+
+
+def test_a_face_turned_away_on_its_side_and_in_other_units_is_found(detector, scan) -> None:
+    """Facing -z, lying on its side, at a fifth of its size (a z-up export in arbitrary
+    units): the coarse pass searches the axis orientations and the scan's own size."""
+    path, _ = scan
+    mesh, _ = ingest_scan(path, "S0001")
+    reference = detector.detect(mesh).set_index("name")[["x", "y", "z"]].to_numpy()
+
+    rotation = Rotation.from_euler("yz", [180, 90], degrees=True).as_matrix()
+    moved = mesh.copy()
+    transform = np.eye(4)
+    transform[:3, :3] = rotation * 0.2
+    moved.apply_transform(transform)
+    found = detector.detect(moved).set_index("name")[["x", "y", "z"]].to_numpy()
+    back = (found / 0.2) @ rotation
+    difference = np.linalg.norm(back - reference, axis=1)
+    assert np.median(difference) < 2.0 and np.percentile(difference, 90) < 4.0
+
+
+def test_reshaped_training_faces_keep_landmarks_on_the_surface(scan) -> None:
+    """The shape-variety augmentation moves mesh and landmarks by one map: the landmarks stay
+    where the surface took them, while the proportions change."""
+    from face_health.alignment import landmark_frame
+    from face_health.landmarks.consensus import snap_to_surface
+    from face_health.landmarks.views import TrainingViewSettings, _reshaped
+
+    path, truth = scan
+    mesh, _ = ingest_scan(path, "S0001")
+    names = list(truth.index)
+    points = truth[["x", "y", "z"]].to_numpy(float)
+    frame = landmark_frame(dict(zip(names, points, strict=True)))
+    same, same_points = _reshaped(
+        mesh, points, frame, np.random.default_rng(0), TrainingViewSettings()
+    )
+    assert same is mesh and same_points is points  # nothing asked, nothing changed
+
+    settings = TrainingViewSettings(axis_scale=(0.15, 0.15, 0.15), warp_mm=4.0)
+    before = snap_to_surface(mesh, points)[1]
+    widths = []
+    for seed in range(3):
+        moved, moved_points = _reshaped(mesh, points, frame, np.random.default_rng(seed), settings)
+        after = snap_to_surface(moved, moved_points)[1]
+        assert np.all(after < before + 0.5)  # still on the (moved) surface
+        index = {n: i for i, n in enumerate(names)}
+        widths.append(np.linalg.norm(moved_points[index["ex_l"]] - moved_points[index["ex_r"]]))
+    assert np.ptp(widths) > 1.0  # each draw is another face

@@ -274,3 +274,33 @@ def test_load_rejects_other_files(tmp_path: Path) -> None:
     text.write_text("hello")
     with pytest.raises(ValueError, match="not a landmark model checkpoint"):
         load_landmark_model(text)
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path: Path) -> None:
+    train, val = blob_views(16, seed=0), blob_views(8, seed=1)
+    options = {"input_size": 64, "decoder_channels": 32, "max_epochs": 1, "lr": 1e-12}
+    start = LandmarkModule(2, ["a", "b"], **options)
+    torch.nn.init.constant_(start.net.head.weight, 0.123)
+    path = tmp_path / "start.pt"
+    save_landmark_model(start, path, hparams={})
+    module, _ = fit_landmark_model(
+        train,
+        val,
+        module_options=options,
+        trainer_options={"accelerator": "cpu", "enable_progress_bar": False},
+        data_options={"batch_size": 8, "augment": False},
+        init_weights=path,
+    )
+    torch.testing.assert_close(module.net.head.weight, start.net.head.weight, atol=1e-3, rtol=0)
+
+    other = LandmarkModule(3, ["a", "b", "c"], **options)
+    save_landmark_model(other, tmp_path / "other.pt", hparams={})
+    with pytest.raises(ValueError, match="does not fit this network"):
+        fit_landmark_model(
+            train,
+            val,
+            module_options=options,
+            trainer_options={"accelerator": "cpu", "enable_progress_bar": False},
+            data_options={"batch_size": 8, "augment": False},
+            init_weights=tmp_path / "other.pt",
+        )

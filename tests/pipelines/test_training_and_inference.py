@@ -14,8 +14,8 @@ from face_health.inference import column_name, load_scorer
 
 
 @pytest.mark.slow
-def test_tiny_training_then_inference(project_copy: Path) -> None:
-    kedro_run(project_copy, "--env", "tiny", "--pipelines", "training")
+def test_tiny_training_then_inference(trained_tiny_project: Path) -> None:
+    project_copy = trained_tiny_project
 
     data = project_copy / "data" / "tiny"
     for name in ("global_features", "local_features", "region_radiomics"):
@@ -31,12 +31,23 @@ def test_tiny_training_then_inference(project_copy: Path) -> None:
         assert (data / "08_reporting" / picture).stat().st_size > 0
 
     mlflow.set_tracking_uri(f"sqlite:///{project_copy / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["face_health"])
+    runs = mlflow.search_runs(
+        experiment_names=["face_health"], filter_string="tags.pipeline = 'training'"
+    )
     assert len(runs) == 1  # one kedro run, one MLflow run
     run = runs.iloc[0]
-    assert any(c.startswith("metrics.test.age.mlp.mae") for c in runs.columns)
+    assert {"metrics.test.age.mlp.mae", "metrics.test.age.mlp.mae_ci_low"} <= set(runs.columns)
+    assert run["metrics.test.age.mlp.mae_ci_low"] <= run["metrics.test.age.mlp.mae"]
     assert any(c.startswith("metrics.embedding") for c in runs.columns)  # Lightning epochs
     assert run["tags.face_health.model_logged"] == "true"
+    # Provenance: a readable name and tags that tell two runs apart.
+    assert run["tags.mlflow.runName"].startswith("training · synthetic_cohort · tiny · ")
+    assert run["tags.kedro_env"] == "tiny" and run["tags.cohort_source"] == "synthetic"
+    assert run["tags.git_commit"]  # "unknown" here: the project copy is not a git work tree
+    assert len(run["tags.data_fingerprint"]) == 16
+    # Face pictures are logged for the synthetic cohort (privacy.log_face_images: auto).
+    faces = mlflow.MlflowClient().list_artifacts(run["run_id"], "faces")
+    assert {Path(f.path).name for f in faces} >= {"region_map.png", "template.png"}
 
     # The logged model loads from its run id and from the registry alias, and scores a scan.
     scan = project_copy / "data" / "tiny" / "01_raw" / "synthetic_cohort" / "scans" / "S0001.obj"

@@ -282,12 +282,57 @@ def snap_to_surface(mesh: trimesh.Trimesh, points: np.ndarray) -> tuple[np.ndarr
     return candidates[best], distances[best]
 
 
+def snap_along(
+    mesh: trimesh.Trimesh, points: np.ndarray, directions: np.ndarray, max_mm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move each point along its direction (either way) to the nearest surface crossing.
+
+    A triangulated point floats a few millimetres off the surface; in a concave corner (the
+    inner eye corner) the closest surface point lies on the nearby wall (the side of the nose)
+    and pulls it sideways, while moving along the rays that found it keeps where the views saw
+    it. Points with no crossing within ``max_mm`` fall back to the closest surface point.
+
+    Parameters
+    ----------
+    mesh : trimesh.Trimesh
+    points : (n, 3) float
+    directions : (n, 3) or (3,) float, e.g. the mean direction of each point's inlier rays
+    max_mm : float
+
+    Returns
+    -------
+    snapped : (n, 3) float
+    moved : (n,) float
+        Distance each point moved.
+    """
+    points = np.asarray(points, float).reshape(-1, 3)
+    directions = np.broadcast_to(np.asarray(directions, float), points.shape)
+    directions = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    snapped, moved = snap_to_surface(mesh, points)
+    if len(points) == 0:
+        return snapped, moved
+    intersector = trimesh.ray.ray_triangle.RayMeshIntersector(mesh)
+    hits, ray_index, _ = intersector.intersects_location(
+        points - directions * max_mm, directions, multiple_hits=True
+    )
+    for i in range(len(points)):
+        along = (hits[ray_index == i] - points[i]) @ directions[i]
+        along = along[np.abs(along) <= max_mm]
+        if len(along):
+            step = along[np.argmin(np.abs(along))]
+            snapped[i] = points[i] + step * directions[i]
+            moved[i] = abs(step)
+    return snapped, moved
+
+
 def consensus_landmarks(
     origins: np.ndarray,
     directions: np.ndarray,
     weights: np.ndarray,
     *,
     mesh: trimesh.Trimesh | None = None,
+    snap: str = "nearest",
+    max_snap_mm: float = 15.0,
     min_weight: float = 0.05,
     **robust_options: float,
 ) -> pd.DataFrame:
@@ -301,6 +346,10 @@ def consensus_landmarks(
         Heatmap peak values; rays below ``min_weight`` (or not finite) are ignored.
     mesh : trimesh.Trimesh, optional
         Scan to snap the landmarks to.
+    snap : ``'nearest'`` (the closest surface point) or ``'rays'`` (along the mean direction
+        of the landmark's inlier rays, see :func:`snap_along`)
+    max_snap_mm : float
+        How far ``'rays'`` looks along the direction.
     min_weight : float
     **robust_options
         Passed to :func:`robust_triangulate`.
@@ -324,7 +373,9 @@ def consensus_landmarks(
         & np.isfinite(directions).all(axis=2)
         & (np.abs(directions).sum(axis=2) > 0)
     )
-    rows = []
+    if snap not in ("nearest", "rays"):
+        raise ValueError(f"snap must be 'nearest' or 'rays', got {snap!r}")
+    rows, seen_along = [], {}
     for k in range(weights.shape[1]):
         views = usable[:, k]
         row = dict.fromkeys(COLUMNS, np.nan) | {"index": k, "confidence": 0.0, "n_inliers": 0}
@@ -345,12 +396,19 @@ def consensus_landmarks(
             row["status"] = "views disagree"
             continue
         row.update(x=found.point[0], y=found.point[1], z=found.point[2])
+        inlier_directions = directions[views, k][found.inliers]
+        seen_along[k] = (inlier_directions * weights[views, k][found.inliers, None]).sum(axis=0)
         row.update(confidence=found.confidence, residual_mm=found.residual_mm)
 
     table = pd.DataFrame(rows, columns=COLUMNS)
     placed = table["status"].eq("ok").to_numpy()
     if mesh is not None and placed.any():
-        snapped, moved = snap_to_surface(mesh, table.loc[placed, ["x", "y", "z"]].to_numpy())
+        points = table.loc[placed, ["x", "y", "z"]].to_numpy()
+        if snap == "nearest":
+            snapped, moved = snap_to_surface(mesh, points)
+        else:
+            along = np.array([seen_along[k] for k in np.flatnonzero(placed)])
+            snapped, moved = snap_along(mesh, points, along, max_snap_mm)
         table.loc[placed, ["x", "y", "z"]] = snapped
         table.loc[placed, "snap_mm"] = moved
     return table

@@ -2,7 +2,10 @@
 
 1. Coarse: render the whole scan from a few directions around its own +z axis (scans arrive
    roughly facing +z with +y up, up to ~30 degrees off), wide enough to hold a bust; the
-   network's peaks, triangulated, give rough landmarks and so a face frame.
+   network's peaks, triangulated, give rough landmarks and so a face frame. When the views
+   do not look like a face to the network, the other 23 axis-aligned orientations (z-up
+   exports, scans facing -z) and views sized to the scan itself (units inferred wrongly)
+   are tried, and the most face-like is kept.
 2. Fine: render close views orbiting that face frame (frontal, left, right, up, down), detect
    again and triangulate each landmark's rays robustly, snapped to the surface.
 The fine pass may run again from its own frame (``fine_passes``); on the synthetic test split
@@ -11,6 +14,7 @@ a second pass gained 0.02 mm of mean error for 50 % more time, so one is the def
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -60,8 +64,14 @@ class DetectorSettings:
     render_vertex_budget: int = 6000  # views are rendered from a decimated copy (speed);
     # the points are still snapped to the full mesh
     min_weight: float = 0.1
+    snap: str = "rays"  # fine pass: along each landmark's inlier rays ('rays') or 'nearest'
     inlier_mm: float = 4.0
     coarse_inlier_mm: float = 10.0
+    # Below this score (the mean heatmap peak of the coarse views; ~0.8 on faces facing +z,
+    # ~0.5 upside down, ~0.35 at a sixth of the expected size) the detector probes the other
+    # 23 axis-aligned orientations (z-up exports, scans facing -z) and, when the scan's size
+    # disagrees with its units, views sized to the scan, and keeps the most face-like.
+    search_below: float = 0.65
     batch_size: int = 16
 
 
@@ -104,18 +114,22 @@ class LandmarkDetector:
             origins[v], directions[v] = cam.rays(pixels[v])
         return origins, directions, np.clip(peaks, 0.0, None)
 
-    def _table(self, mesh, shown, cameras, renderer, inlier_mm) -> pd.DataFrame:
+    def _table(self, mesh, shown, cameras, renderer, inlier_mm, snap="nearest") -> pd.DataFrame:
         origins, directions, weights = self._predict(shown, cameras, renderer)
         table = consensus_landmarks(
             origins,
             directions,
             weights,
             mesh=mesh,
+            snap=snap,
+            max_snap_mm=15.0 * inlier_mm / self.settings.inlier_mm,
             min_weight=self.settings.min_weight,
             inlier_mm=inlier_mm,
         )
         table.insert(0, "name", [self.landmark_names[i] for i in table["index"]])
-        return table.drop(columns="index")
+        table = table.drop(columns="index")
+        table.attrs["mean_peak"] = float(weights.mean())  # how face-like the views looked
+        return table
 
     def detect(self, mesh: trimesh.Trimesh, renderer: OrthoRenderer | None = None) -> pd.DataFrame:
         """Landmarks of ``mesh`` (mm, any pose within ~30 degrees of facing +z).
@@ -130,17 +144,38 @@ class LandmarkDetector:
             s = self.settings
             extent = float(np.max(mesh.extents))
             half = float(np.clip(s.coarse_margin * extent, *s.coarse_half_extent_range))
+            # Units may have been inferred wrongly (a scan in arbitrary units): the scan's own
+            # size is the other guess of how wide the coarse views should be.
+            halves = [half]
+            if abs(np.log(s.coarse_margin * extent / half)) > np.log(1.25):
+                halves.append(s.coarse_margin * extent)
             centre = mesh.bounds.mean(axis=0)
-            cameras = [
-                orbit_camera(np.eye(3), centre, yaw, pitch, half_extent=half, size=self.input_size)
-                for yaw, pitch in s.coarse_views
-            ]
             # 128 px views of a 30k-vertex scan gain nothing from every triangle, and the
             # software rasteriser's time grows with them.
             shown = mesh
             if len(mesh.vertices) > s.render_vertex_budget:
                 shown = decimate(mesh, s.render_vertex_budget)
-            table = self._table(mesh, shown, cameras, renderer, s.coarse_inlier_mm)
+
+            def coarse(axes: np.ndarray, half: float) -> pd.DataFrame:
+                cameras = [
+                    orbit_camera(axes, centre, yaw, pitch, half_extent=half, size=self.input_size)
+                    for yaw, pitch in s.coarse_views
+                ]
+                inlier_mm = s.coarse_inlier_mm * half / halves[0]
+                return self._table(mesh, shown, cameras, renderer, inlier_mm)
+
+            table = coarse(AXIS_ROTATIONS[0], halves[0])
+            if _coarse_score(table) < s.search_below:
+                # Probe every orientation and size with one frontal view each (one batch),
+                # then run the coarse pass where the network saw the most face-like image.
+                candidates = [(axes, h) for axes in AXIS_ROTATIONS for h in halves]
+                cameras = [
+                    orbit_camera(axes, centre, 0.0, 0.0, half_extent=h, size=self.input_size)
+                    for axes, h in candidates
+                ]
+                _, _, peaks = self._predict(shown, cameras, renderer)
+                axes, h = candidates[int(np.argmax(peaks.mean(axis=1)))]
+                table = max(table, coarse(axes, h), key=_coarse_score)
             for _ in range(s.fine_passes):
                 frame = _frame_from(table)
                 # Frame the face at the size the network was trained on, whatever the scan's
@@ -159,11 +194,37 @@ class LandmarkDetector:
                     )
                     for yaw, pitch in s.fine_views
                 ]
-                table = self._table(mesh, shown, cameras, renderer, s.inlier_mm * size)
+                table = self._table(mesh, shown, cameras, renderer, s.inlier_mm * size, s.snap)
             return table
         finally:
             if own:
                 renderer.close()
+
+
+def _axis_rotations() -> list[np.ndarray]:
+    """The 24 rotations that map the coordinate axes onto themselves, identity first."""
+    rotations = [np.eye(3)]
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            r = np.zeros((3, 3))
+            r[range(3), perm] = signs
+            if np.linalg.det(r) > 0 and not np.allclose(r, np.eye(3)):
+                rotations.append(r)
+    return rotations
+
+
+#: Candidate face orientations (rows: the face's x, y, z axes in scan coordinates).
+AXIS_ROTATIONS = _axis_rotations()
+
+
+def _coarse_score(table: pd.DataFrame) -> float:
+    """How face-like a coarse pass's views looked to the network: the mean heatmap peak
+    over views and landmarks; 0 when its landmarks give no frontal frame."""
+    try:
+        _frame_from(table)
+    except ValueError:
+        return 0.0
+    return float(table.attrs["mean_peak"])
 
 
 #: Mean outer-canthal width (ex-ex) of adult faces, mm (Farkas 1994): the scale reference.

@@ -123,6 +123,7 @@ def train_landmark_network(
         logger=logger_,
         patience=int(options.get("patience", 8)),
         seed=int(options.get("seed", 0)),
+        init_weights=options.get("init_weights"),
     )
 
 

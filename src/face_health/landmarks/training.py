@@ -240,6 +240,7 @@ def fit_landmark_model(
     checkpoint_dir: str | None = None,
     patience: int = 8,
     seed: int = 0,
+    init_weights: str | PathLike | None = None,
 ) -> tuple[LandmarkModule, dict[str, float]]:
     """Fit a :class:`LandmarkModule`, early-stopped on ``val_loss``, and return its best state.
 
@@ -257,6 +258,8 @@ def fit_landmark_model(
     patience : validation epochs without improvement before stopping
     seed : seeds everything (``lightning.seed_everything``) and, unless ``data_options`` has
         its own, the data module
+    init_weights : a landmark checkpoint file (:func:`save_landmark_model`) to start from
+        (fine-tuning), instead of random weights; its architecture must match
 
     Returns
     -------
@@ -275,6 +278,12 @@ def fit_landmark_model(
         raise ValueError("set max_epochs in module_options: the cosine schedule spans it")
     L.seed_everything(seed, workers=True, verbose=False)
     module = LandmarkModule(**module_options)
+    if init_weights is not None:
+        start, _ = load_landmark_model(init_weights)
+        try:
+            module.net.load_state_dict(start.state_dict())
+        except RuntimeError as exc:
+            raise ValueError(f"{init_weights} does not fit this network: {exc}") from exc
     data = LandmarkDataModule(train, val, **{"seed": seed, **(data_options or {})})
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = ModelCheckpoint(

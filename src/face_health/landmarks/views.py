@@ -73,6 +73,72 @@ class TrainingViewSettings:
     centre_jitter_mm: float = 12.0
     clutter_probability: float = 0.5
     hole_probability: float = 0.5
+    # Shape variety beyond the simulator's faces (real faces are wider, longer, flatter...):
+    # per-axis scale in the face frame, then a smooth random warp; landmarks move with it.
+    axis_scale: tuple[float, float, float] = (0.0, 0.0, 0.0)  # e.g. 0.12: scale in 1 +- 0.12
+    warp_mm: float = 0.0  # std of each warp bump's displacement
+    warp_bumps: int = 4
+    warp_width_mm: tuple[float, float] = (15.0, 35.0)
+    # Scanner noise: jitter along the normals, and spikes (a few vertices shot outwards).
+    surface_noise_mm: float = 0.0
+    spike_probability: float = 0.0
+
+
+#: The shape variety and scanner noise the shipped checkpoint was trained with
+#: (``face-health train-landmarks`` uses them unless told ``--no-reshape``,
+#: ``--no-scanner-noise``).
+REAL_SCAN_VARIETY = {
+    "axis_scale": (0.12, 0.12, 0.15),
+    "warp_mm": 3.0,
+    "surface_noise_mm": 0.4,
+    "spike_probability": 0.3,
+}
+
+
+def _reshaped(
+    mesh: trimesh.Trimesh, landmarks: np.ndarray, frame: np.ndarray, rng, settings
+) -> tuple[trimesh.Trimesh, np.ndarray]:
+    """The scan and its landmarks under one random smooth deformation (and scanner noise).
+
+    A per-axis scale in the face frame (about the nose tip) then a sum of Gaussian bumps,
+    each displacing the surface near a random landmark: the same map moves the mesh and the
+    landmarks, so each landmark stays on the surface at its anatomical place while the
+    proportions (eye spacing, mouth height, face width, nose depth) change.
+    """
+    scale = 1.0 + rng.uniform(-1.0, 1.0, 3) * np.asarray(settings.axis_scale, float)
+    if not np.any(scale != 1.0) and settings.warp_mm <= 0 and settings.surface_noise_mm <= 0:
+        return mesh, landmarks
+    to_world = np.linalg.inv(frame)
+
+    def deform(points: np.ndarray) -> np.ndarray:
+        local = (frame[:3, :3] @ points.T).T + frame[:3, 3]
+        return local * scale
+
+    centres = deform(landmarks[rng.integers(len(landmarks), size=settings.warp_bumps)])
+    shifts = rng.normal(0.0, settings.warp_mm, (settings.warp_bumps, 3)) * [1.0, 1.0, 0.6]
+    widths = rng.uniform(*settings.warp_width_mm, settings.warp_bumps)
+
+    def warp(local: np.ndarray) -> np.ndarray:
+        if settings.warp_mm <= 0:
+            return local
+        d2 = ((local[:, None, :] - centres[None]) ** 2).sum(axis=2)
+        return local + np.exp(-d2 / (2.0 * widths**2)) @ shifts
+
+    def back(local: np.ndarray) -> np.ndarray:
+        return (to_world[:3, :3] @ local.T).T + to_world[:3, 3]
+
+    out = mesh.copy()
+    out.vertices = back(warp(deform(mesh.vertices)))
+    moved = back(warp(deform(landmarks)))
+    if settings.surface_noise_mm > 0:
+        normals = out.vertex_normals
+        jitter = rng.normal(0.0, rng.uniform(0.0, settings.surface_noise_mm), len(normals))
+        vertices = out.vertices + normals * jitter[:, None]
+        if rng.random() < settings.spike_probability:
+            spikes = rng.choice(len(vertices), size=rng.integers(3, 30), replace=False)
+            vertices[spikes] += normals[spikes] * rng.uniform(3.0, 25.0, (len(spikes), 1))
+        out.vertices = vertices
+    return out, moved
 
 
 def _damaged(mesh: trimesh.Trimesh, frame: np.ndarray, rng, settings) -> trimesh.Trimesh:
@@ -125,6 +191,8 @@ def training_views(
     -------
     ``images`` (V, 3, S, S) float32, ``keypoints`` (V, K, 2) float32, ``visible`` (V, K) bool
     """
+    frame = landmark_frame(dict(zip(landmark_names, landmarks, strict=True)))
+    mesh, landmarks = _reshaped(mesh, landmarks, frame, rng, settings)
     frame = landmark_frame(dict(zip(landmark_names, landmarks, strict=True)))
     to_world = np.linalg.inv(frame)
     rotation_frame = frame[:3, :3]

@@ -4,10 +4,12 @@ from kedro.pipeline import Node, Pipeline
 
 from face_health.pipelines.data_engineering import geometry_nodes as geo
 from face_health.pipelines.data_engineering import nodes
+from face_health.pipelines.stages import stage
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    ingest = Pipeline(
+    ingest = stage(
+        "ingest",
         [
             Node(nodes.prepare_cohort, "params:cohort", "raw_cohort", name="prepare_raw_cohort"),
             Node(
@@ -29,9 +31,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="split_subjects",
             ),
         ],
-        tags=["ingest"],
     )
-    landmarks = Pipeline(
+    landmarks = stage(
+        "landmarks",
         [
             Node(
                 geo.provide_landmark_model,
@@ -46,9 +48,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="detect_landmarks",
             ),
         ],
-        tags=["landmarks"],
     )
-    alignment = Pipeline(
+    alignment = stage(
+        "alignment",
         [
             Node(
                 geo.make_template,
@@ -62,6 +64,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["aligned_meshes", "aligned_landmarks", "alignment_qc"],
                 name="align_to_template",
             ),
+        ],
+    )
+    views = stage(
+        "views",
+        [
             Node(
                 geo.render_face_views,
                 ["aligned_meshes", "params:views"],
@@ -69,9 +76,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="render_directional_views",
             ),
         ],
-        tags=["alignment", "views"],
     )
-    reports = Pipeline(
+    reports = stage(
+        "reports",
         [
             Node(
                 nodes.build_qc_report,
@@ -86,8 +93,5 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="cohort_contact_sheet",
             ),
         ],
-        tags=["reports"],
     )
-    return Pipeline(
-        [ingest, landmarks, alignment, reports], namespace=None, tags=["data_engineering"]
-    )
+    return stage("data_engineering", [ingest, landmarks, alignment, views, reports])

@@ -3,10 +3,12 @@
 from kedro.pipeline import Node, Pipeline
 
 from face_health.pipelines.feature import nodes
+from face_health.pipelines.stages import stage
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    global_features = Pipeline(
+    global_features = stage(
+        "global_features",
         [
             Node(
                 nodes.train_embedding_model,
@@ -21,9 +23,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="extract_global_features",
             ),
         ],
-        tags=["global_features"],
     )
-    local_features = Pipeline(
+    local_features = stage(
+        "local_features",
         [
             Node(
                 nodes.template_region_centroids,
@@ -49,6 +51,5 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="fit_facial_omics_pca",
             ),
         ],
-        tags=["local_features"],
     )
-    return Pipeline([global_features, local_features], tags=["feature"])
+    return stage("feature", [global_features, local_features])

@@ -3,10 +3,12 @@
 from kedro.pipeline import Node, Pipeline
 
 from face_health.pipelines.inference import nodes
+from face_health.pipelines.stages import stage
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline(
+    return stage(
+        "inference",
         [
             Node(
                 nodes.prepare_new_scans,
@@ -21,5 +23,4 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="score_new_scans",
             ),
         ],
-        tags=["inference"],
     )

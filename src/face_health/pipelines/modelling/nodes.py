@@ -8,7 +8,6 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import trimesh
 
 from face_health import schema
 from face_health.evaluation import age_plots, condition_plots, evaluate, model_card, summary_figure
@@ -77,10 +76,12 @@ def evaluate_on_test(
         seed=int(modelling.get("seed", 0)),
     )
     long = pd.concat([p.assign(model=kind) for kind, p in predictions.items()], ignore_index=True)
+    # Each metric and its bootstrap bounds: <target>.<model>.<metric>[_ci_low|_ci_high]
     mlflow_metrics = {
-        f"{r.target}.{r.model}.{r.metric}": {"value": float(r.value), "step": 0}
+        f"{r.target}.{r.model}.{r.metric}{suffix}": {"value": float(value), "step": 0}
         for r in metrics.itertuples()
-        if np.isfinite(r.value)
+        for suffix, value in (("", r.value), ("_ci_low", r.ci_low), ("_ci_high", r.ci_high))
+        if np.isfinite(value)
     }
     return metrics, long, mlflow_metrics
 
@@ -152,7 +153,6 @@ def write_model_card(
 def log_inference_model(
     landmark_model: dict,
     template_landmarks: pd.DataFrame,
-    template_mesh: trimesh.Trimesh,
     embedding_model: Any,
     template_region_centroids: dict,
     facial_omics_model: Any,
@@ -160,11 +160,13 @@ def log_inference_model(
     parameters: dict[str, Any],
 ) -> dict[str, str]:
     """Log the whole trained method as one MLflow pyfunc model that scores a raw scan, and
-    register it (``models:/face_health@newest``)."""
+    register it (``models:/face_health@newest``).
+
+    The template mesh stays out of the model: it is one training subject's face (the medoid),
+    and the scorer needs only the template's landmarks and region centroids."""
     scorer = ScanScorer(
         landmark_checkpoint=landmark_model,
         template_landmarks=template_landmarks,
-        template_mesh=template_mesh,
         embedding_model=embedding_model,
         template_region_centroids=template_region_centroids,
         facial_omics=facial_omics_model,

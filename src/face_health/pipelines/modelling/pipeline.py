@@ -3,10 +3,12 @@
 from kedro.pipeline import Node, Pipeline
 
 from face_health.pipelines.modelling import nodes
+from face_health.pipelines.stages import stage
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline(
+    fit = stage(
+        "fit",
         [
             Node(
                 nodes.assemble_model_input,
@@ -20,6 +22,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "health_models",
                 name="train_mlps_and_baselines",
             ),
+        ],
+    )
+    evaluation = stage(
+        "evaluation",
+        [
             Node(
                 nodes.evaluate_on_test,
                 ["health_models", "model_input", "clinical", "splits", "params:modelling"],
@@ -32,6 +39,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "ablation_metrics",
                 name="ablation_global_local_both",
             ),
+        ],
+    )
+    reports = stage(
+        "reports",
+        [
             Node(
                 nodes.report_figures,
                 ["test_predictions", "clinical", "test_metrics"],
@@ -44,12 +56,16 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "model_card",
                 name="write_model_card",
             ),
+        ],
+    )
+    registry = stage(
+        "model_registry",
+        [
             Node(
                 nodes.log_inference_model,
                 [
                     "landmark_model",
                     "template_landmarks",
-                    "template_mesh",
                     "embedding_model",
                     "template_region_centroids",
                     "facial_omics_model",
@@ -60,5 +76,5 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="log_inference_model",
             ),
         ],
-        tags=["modelling"],
     )
+    return stage("modelling", [fit, evaluation, reports, registry])

@@ -1,0 +1,212 @@
+"""Benchmark: latency and throughput of the prediction service on loopback.
+
+Run by hand (not in CI), after a training run has logged a model:
+
+    .venv/bin/python benchmarks/serving_bench.py --n 20 --concurrency 1 2
+
+Without ``--url`` it starts ``face-health serve`` on a free loopback port with a throwaway
+token (``--model`` / ``--tracking-uri`` pick the model, default the project's newest) and
+stops it at the end; with ``--url`` it measures a running service, the token taken from
+``FACE_HEALTH_API_TOKEN``. Uploads alternate between the two kinds a phone app sends: a zip
+of OBJ + MTL + texture, and a single binary PLY with vertex colours (made from the same
+scans). One warm-up request is not counted. For each concurrency it prints and writes the
+latency p50 / p95 per request and the throughput to ``benchmarks/results/serving.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import platform
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SCANS = ROOT / "data" / "01_raw" / "synthetic_cohort" / "scans"
+RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
+
+
+def zip_payload(obj: Path) -> bytes:
+    """The OBJ with its MTL and texture image beside it, zipped."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(obj.parent.glob(f"{obj.stem}.*")):
+            if path.suffix.lower() in (".obj", ".mtl", ".png", ".jpg", ".jpeg"):
+                zf.write(path, path.name)
+    return buffer.getvalue()
+
+
+def ply_payload(obj: Path) -> bytes:
+    """The textured OBJ as one binary PLY, its texture sampled into vertex colours."""
+    import trimesh
+
+    mesh = trimesh.load_mesh(obj, process=False, maintain_order=True)
+    mesh.visual = mesh.visual.to_color()
+    return mesh.export(file_type="ply", encoding="binary")
+
+
+def make_payloads(scans: Path, n: int) -> list[tuple[str, str, bytes]]:
+    """``n`` uploads ``(kind, file name, bytes)``, alternating zip and PLY over the scans."""
+    objs = sorted(scans.glob("*.obj"))[-max(1, min(n, 10)) :]
+    if not objs:
+        raise SystemExit(f"no OBJ scans in {scans}")
+    cache: dict[tuple[str, Path], bytes] = {}
+    payloads = []
+    for i in range(n):
+        obj = objs[(i // 2) % len(objs)]
+        kind = "zip" if i % 2 == 0 else "ply"
+        if (kind, obj) not in cache:
+            cache[kind, obj] = zip_payload(obj) if kind == "zip" else ply_payload(obj)
+        payloads.append((kind, f"{obj.stem}.{kind}", cache[kind, obj]))
+    return payloads
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(model: str | None, tracking_uri: str | None, token: str, log: Path):
+    """``face-health serve`` on a free loopback port; returns (process, url)."""
+    port = free_port()
+    command = [sys.executable, "-m", "face_health.command_line", "serve",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    if model:
+        command += ["--model", model]
+    if tracking_uri:
+        command += ["--tracking-uri", tracking_uri]
+    env = {**os.environ, "FACE_HEALTH_API_TOKEN": token, "KEDRO_DISABLE_TELEMETRY": "true"}
+    env.setdefault("PYOPENGL_PLATFORM", "egl")
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    process.terminate()
+    raise SystemExit("the server did not answer /healthz within 300 s")
+
+
+def send(client: httpx.Client, url: str, payload: tuple[str, str, bytes]) -> dict:
+    kind, name, data = payload
+    started = time.perf_counter()
+    response = client.post(f"{url}/v1/predictions", files={"scan": (name, data)})
+    seconds = time.perf_counter() - started
+    qc = response.json().get("qc", {}).get("status") if response.status_code == 200 else None
+    return {"kind": kind, "status": response.status_code, "seconds": seconds, "qc": qc}
+
+
+def run_batch(url: str, token: str, payloads: list, concurrency: int) -> dict:
+    """Send every payload with ``concurrency`` clients at once; latency and throughput."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(headers=headers, timeout=600) as client:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            results = list(pool.map(lambda p: send(client, url, p), payloads))
+        wall = time.perf_counter() - started
+    latencies = np.array([r["seconds"] for r in results])
+    by_kind = {
+        kind: round(float(np.median([r["seconds"] for r in results if r["kind"] == kind])), 2)
+        for kind in sorted({r["kind"] for r in results})
+    }
+    statuses: dict[str, int] = {}
+    for r in results:
+        statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
+    return {
+        "concurrency": concurrency,
+        "n": len(results),
+        "statuses": statuses,
+        "qc": {q: sum(r["qc"] == q for r in results) for q in ("ok", "warning")},
+        "latency_p50_s": round(float(np.percentile(latencies, 50)), 2),
+        "latency_p95_s": round(float(np.percentile(latencies, 95)), 2),
+        "latency_mean_s": round(statistics.fmean(latencies), 2),
+        "latency_p50_by_kind_s": by_kind,
+        "wall_s": round(wall, 1),
+        "throughput_per_s": round(len(results) / wall, 3),
+        "throughput_per_min": round(60 * len(results) / wall, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running service; default: start one")
+    parser.add_argument("--model", help="model to serve when starting one (default: newest)")
+    parser.add_argument("--tracking-uri", help="MLflow backend when starting one")
+    parser.add_argument("--scans", type=Path, default=DEFAULT_SCANS, help="folder of OBJ scans")
+    parser.add_argument("--n", type=int, default=20, help="requests per concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    payloads = make_payloads(args.scans, args.n)
+    process = None
+    if args.url:
+        url, token = args.url.rstrip("/"), os.environ.get("FACE_HEALTH_API_TOKEN", "")
+    else:
+        token = secrets.token_urlsafe(24)
+        log = Path(tempfile.mkdtemp(prefix="serving_bench_")) / "server.log"
+        print(f"server log: {log}")
+        process, url = start_server(args.model, args.tracking_uri, token, log)
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        model = httpx.get(f"{url}/v1/model", headers=headers, timeout=30).json()
+        warm = send(httpx.Client(headers=headers, timeout=600), url, payloads[0])
+        print(f"warm-up: status {warm['status']} in {warm['seconds']:.1f} s")
+        levels = []
+        for concurrency in args.concurrency:
+            result = run_batch(url, token, payloads, concurrency)
+            levels.append(result)
+            print(
+                f"concurrency {concurrency}: n={result['n']} statuses={result['statuses']} "
+                f"p50={result['latency_p50_s']} s p95={result['latency_p95_s']} s "
+                f"throughput={result['throughput_per_min']} scans/min"
+            )
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=60)
+    report = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "model": {k: model.get(k) for k in ("uri", "run_id", "run_name", "start_time", "tags")},
+        "payloads": {
+            kind: {
+                "n": sum(p[0] == kind for p in payloads),
+                "mean_mb": round(
+                    statistics.fmean(len(p[2]) for p in payloads if p[0] == kind) / 2**20, 2
+                ),
+            }
+            for kind in sorted({p[0] for p in payloads})
+        },
+        "warm_up_s": round(warm["seconds"], 2),
+        "levels": levels,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
