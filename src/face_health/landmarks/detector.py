@@ -64,7 +64,10 @@ class DetectorSettings:
     render_vertex_budget: int = 6000  # views are rendered from a decimated copy (speed);
     # the points are still snapped to the full mesh
     min_weight: float = 0.1
-    snap: str = "rays"  # fine pass: along each landmark's inlier rays ('rays') or 'nearest'
+    # Fine pass: the closest surface point ('nearest'), or along each landmark's inlier rays
+    # ('rays'). On synthetic test scans 'nearest' is better (1.22 vs 1.27 mm; reshaped faces
+    # 1.62 vs 1.74), so it is the default.
+    snap: str = "nearest"
     inlier_mm: float = 4.0
     coarse_inlier_mm: float = 10.0
     # Below this score (the mean heatmap peak of the coarse views; ~0.8 on faces facing +z,

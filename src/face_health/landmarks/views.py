@@ -84,9 +84,9 @@ class TrainingViewSettings:
     spike_probability: float = 0.0
 
 
-#: The shape variety and scanner noise the shipped checkpoint was trained with
+#: The shape variety and scanner noise the shipped checkpoint was fine-tuned with
 #: (``face-health train-landmarks`` uses them unless told ``--no-reshape``,
-#: ``--no-scanner-noise``).
+#: ``--no-scanner-noise``; see benchmarks/README.md).
 REAL_SCAN_VARIETY = {
     "axis_scale": (0.12, 0.12, 0.15),
     "warp_mm": 3.0,
@@ -105,9 +105,10 @@ def _reshaped(
     landmarks, so each landmark stays on the surface at its anatomical place while the
     proportions (eye spacing, mouth height, face width, nose depth) change.
     """
-    scale = 1.0 + rng.uniform(-1.0, 1.0, 3) * np.asarray(settings.axis_scale, float)
-    if not np.any(scale != 1.0) and settings.warp_mm <= 0 and settings.surface_noise_mm <= 0:
-        return mesh, landmarks
+    axis_scale = np.asarray(settings.axis_scale, float)
+    if not axis_scale.any() and settings.warp_mm <= 0 and settings.surface_noise_mm <= 0:
+        return mesh, landmarks  # before any draw: the random stream stays as without it
+    scale = 1.0 + rng.uniform(-1.0, 1.0, 3) * axis_scale
     to_world = np.linalg.inv(frame)
 
     def deform(points: np.ndarray) -> np.ndarray:
