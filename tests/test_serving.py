@@ -294,6 +294,21 @@ def test_timeout_is_504(scorer: Any, scan_zip: bytes) -> None:
     assert time.perf_counter() - started < 2.5
 
 
+def test_too_many_predictions_in_flight_is_503(scorer: Any, scan_zip: bytes) -> None:
+    """With one prediction allowed in flight, a second one while the first is scored is
+    turned away at once with 503 (the first still gets its answer)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = make_client(SlowScorer(scorer, 2.0), max_pending=1)
+    with ThreadPoolExecutor(max_workers=1) as other:
+        first = other.submit(post_scan, client, "first.zip", scan_zip)
+        time.sleep(0.5)  # the first upload is being scored
+        started = time.perf_counter()
+        assert_error(post_scan(client, "second.zip", scan_zip), 503, "busy")
+        assert time.perf_counter() - started < 1.0
+        assert first.result().status_code == 200
+
+
 def test_unexpected_error_is_500_json_without_face_data(
     scorer: Any, scans: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -304,3 +304,42 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path: Path) -> None:
             data_options={"batch_size": 8, "augment": False},
             init_weights=tmp_path / "other.pt",
         )
+
+
+def test_retraining_on_annotated_scans_can_start_from_the_shipped_network(tmp_path: Path) -> None:
+    """The pipeline's retrain path (``landmarks.train: true``): render views of annotated
+    scans and fine-tune the shipped network, with the real-scan variety switched on."""
+    import pandas as pd
+
+    from face_health.landmarks.detector import read_checkpoint
+    from face_health.landmarks.fit import train_checkpoint
+    from face_health.landmarks.views import REAL_SCAN_VARIETY
+    from face_health.scan import read_scan
+    from face_health.synthetic import write_cohort
+
+    cohort = tmp_path / "cohort"
+    write_cohort(cohort, 3, 4242, progress=False)
+    ids = ["S0001", "S0002", "S0003"]
+    from functools import partial
+
+    scans = {s: partial(read_scan, cohort / "scans" / f"{s}.obj") for s in ids}  # picklable
+    tables = {s: pd.read_csv(cohort / "landmarks" / f"{s}.csv") for s in ids}
+    options = {
+        "views": {"size": 64, "views_per_scan": 2, **REAL_SCAN_VARIETY},
+        "fit": {
+            "module": {"max_epochs": 1, "lr": 1e-4},
+            "trainer": {"accelerator": "cpu", "enable_progress_bar": False},
+            "data": {"batch_size": 2},
+            "init_weights": "shipped",
+        },
+    }
+    checkpoint, metrics = train_checkpoint(
+        {s: scans[s] for s in ids[:2]}, {ids[2]: scans[ids[2]]}, tables, options
+    )
+    assert metrics["n_train_views"] == 4 and metrics["n_val_views"] == 2
+    shipped = read_checkpoint()
+    assert checkpoint["hparams"]["landmark_names"] == shipped["hparams"]["landmark_names"]
+    # one small step from the shipped weights, not a fresh start
+    name = next(k for k in shipped["state_dict"] if k.endswith("head.weight"))
+    start, now = shipped["state_dict"][name].float(), checkpoint["state_dict"][name].float()
+    assert torch.allclose(start, now, atol=5e-3) and not torch.equal(start, now)

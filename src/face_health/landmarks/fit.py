@@ -123,8 +123,17 @@ def train_landmark_network(
         logger=logger_,
         patience=int(options.get("patience", 8)),
         seed=int(options.get("seed", 0)),
-        init_weights=options.get("init_weights"),
+        init_weights=_init_weights(options.get("init_weights")),
     )
+
+
+def _init_weights(value: str | None) -> str | None:
+    """``"shipped"`` -> the checkpoint shipped in the package; a path or None unchanged."""
+    if value == "shipped":
+        from face_health.landmarks.detector import shipped_checkpoint
+
+        return str(shipped_checkpoint())
+    return value
 
 
 def train_checkpoint(
