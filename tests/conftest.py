@@ -52,8 +52,8 @@ def trained_tiny_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def kedro_run(project: Path, *args: str) -> None:
-    """``kedro run`` in its own process, as a user runs it.
+def kedro(project: Path, *args: str) -> None:
+    """A ``kedro`` command (``run``, ``viz build``, ...) in its own process, as a user runs it.
 
     In-process sessions would share MLflow's store cache, which keys SQLite stores by their
     (relative) URI, so a second project in the same test process would log into the first
@@ -61,7 +61,7 @@ def kedro_run(project: Path, *args: str) -> None:
     """
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
     result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", *args],
+        [sys.executable, "-m", "kedro", *args],
         cwd=project,
         env=env,
         capture_output=True,
@@ -69,6 +69,11 @@ def kedro_run(project: Path, *args: str) -> None:
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
+def kedro_run(project: Path, *args: str) -> None:
+    """``kedro run`` with ``args`` in its own process (see :func:`kedro`)."""
+    kedro(project, "run", *args)
 
 
 @pytest.fixture

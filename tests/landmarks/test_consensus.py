@@ -173,3 +173,23 @@ def test_consensus_landmarks_reports_each_landmark() -> None:
     unsnapped = consensus_landmarks(origins, directions, weights)
     assert unsnapped["snap_mm"].isna().all()
     assert unsnapped["residual_mm"].iloc[:2].between(0.0, 1.0).all()
+
+
+def test_snap_along_moves_points_along_their_direction_to_the_surface() -> None:
+    """Along the view, not to the closest point: a point above a slope lands straight below
+    (where the views saw it); with no crossing within reach, the closest point is used."""
+    from face_health.landmarks.consensus import snap_along, snap_to_surface
+
+    slope = trimesh.Trimesh(  # the plane z = x over [-50, 50]^2
+        vertices=[[-50, -50, -50], [50, -50, 50], [50, 50, 50], [-50, 50, -50]],
+        faces=[[0, 1, 2], [0, 2, 3]],
+    )
+    point = np.array([[0.0, 0.0, 4.0]])
+    snapped, moved = snap_along(slope, point, np.array([0.0, 0.0, -1.0]), max_mm=10.0)
+    np.testing.assert_allclose(snapped, [[0.0, 0.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(moved, [4.0])
+    closest, _ = snap_to_surface(slope, point)
+    np.testing.assert_allclose(closest, [[2.0, 0.0, 2.0]], atol=1e-9)  # sideways
+    # parallel to the slope: no crossing, so the closest point
+    parallel, _ = snap_along(slope, point, np.array([1.0, 0.0, 1.0]), max_mm=10.0)
+    np.testing.assert_allclose(parallel, closest, atol=1e-9)

@@ -315,6 +315,7 @@ def snap_along(
     hits, ray_index, _ = intersector.intersects_location(
         points - directions * max_mm, directions, multiple_hits=True
     )
+    hits = np.asarray(hits, float).reshape(-1, 3)  # no hit at all comes back shaped (0,)
     for i in range(len(points)):
         along = (hits[ray_index == i] - points[i]) @ directions[i]
         along = along[np.abs(along) <= max_mm]
@@ -396,8 +397,9 @@ def consensus_landmarks(
             row["status"] = "views disagree"
             continue
         row.update(x=found.point[0], y=found.point[1], z=found.point[2])
-        inlier_directions = directions[views, k][found.inliers]
-        seen_along[k] = (inlier_directions * weights[views, k][found.inliers, None]).sum(axis=0)
+        if snap == "rays":  # the weighted mean direction the views saw the landmark along
+            seen = directions[views, k][found.inliers]
+            seen_along[k] = (seen * weights[views, k][found.inliers, None]).sum(axis=0)
         row.update(confidence=found.confidence, residual_mm=found.residual_mm)
 
     table = pd.DataFrame(rows, columns=COLUMNS)
