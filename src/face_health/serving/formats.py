@@ -23,9 +23,11 @@ from typing import Any
 
 from PIL import Image
 
+from face_health.scan import MESH_SUFFIXES
 from face_health.serving.errors import ApiError
 
-MESH_FORMATS = ("obj", "ply", "stl", "off", "glb", "gltf")
+#: What the service accepts is what ingest reads.
+MESH_FORMATS = tuple(suffix.lstrip(".") for suffix in MESH_SUFFIXES)
 IMAGE_FORMATS = {"PNG": "png", "JPEG": "jpeg", "BMP": "bmp"}
 SNIFF_BYTES = 64 * 1024
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM")

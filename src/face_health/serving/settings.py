@@ -136,10 +136,9 @@ def load_settings(
 
 def absolute_paths(settings: ServingSettings, root: Path) -> ServingSettings:
     """A relative ``sqlite:///`` tracking URI and relative paths made absolute under ``root``."""
-    uri = settings.tracking_uri
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not Path(uri[len(prefix) :]).is_absolute():
-        uri = f"{prefix}{(root / uri[len(prefix) :]).resolve()}"
+    from face_health.hooks import project_sqlite_uri
+
+    uri = project_sqlite_uri(settings.tracking_uri, root)
     paths = {}
     for key in ("storage_dir", "ssl_certfile", "ssl_keyfile"):
         path = getattr(settings, key)
