@@ -42,6 +42,9 @@ def test_layout_matches_the_raw_data_contract(cohort: Path) -> None:
     assert list(clinical["subject_id"]) == ids
     truth = pd.read_csv(cohort / "truth" / "latents.csv")
     assert {"look_apparent_age", "look_adiposity", "yaw_deg", "glucose"} <= set(truth.columns)
+    shape = pd.read_csv(cohort / "truth" / "shape.csv")
+    assert list(shape["subject_id"]) == ids
+    assert {"identity_00", "identity_99", "expression_jawOpen"} <= set(shape.columns)
     manifest = json.loads((cohort / "cohort.json").read_text())
     assert manifest["n"] == 4 and manifest["seed"] == 11
 
@@ -81,11 +84,18 @@ def test_scans_look_like_scanner_output(cohort: Path) -> None:
         assert 20_000 <= len(mesh.vertices) <= 60_000
         assert isinstance(mesh.visual, trimesh.visual.TextureVisuals)
         extent = mesh.extents
-        # A head with a neck stub, in millimetres: ~150-200 mm wide, ~200-300 mm tall.
+        # A head with a neck stub, in millimetres: ~150-230 mm wide, ~200-300 mm tall.
         assert extent.min() > 120 and extent.max() < 400
         assert not mesh.is_watertight  # holes and an open neck, as a real scan
+        # its own irregular triangulation: a model subdivided would have ~90 % of its vertices
+        # joined to six neighbours
+        welded = mesh.copy()
+        welded.merge_vertices(merge_tex=True)
+        valence = np.bincount(welded.edges_unique.ravel())
+        assert (valence == 6).mean() < 0.8 and len(np.unique(valence)) >= 7
     assert truth[["yaw_deg", "pitch_deg", "roll_deg"]].abs().to_numpy().max() <= 20.0 + 1e-6
     assert (truth["n_holes"] >= 1).all()
+    assert truth["n_vertices"].nunique() == len(truth)
 
 
 def test_landmarks_lie_on_the_surface(cohort: Path) -> None:
@@ -96,8 +106,9 @@ def test_landmarks_lie_on_the_surface(cohort: Path) -> None:
         assert len(table) >= 30
         points = table[["x", "y", "z"]].to_numpy()
         _, distance, _ = trimesh.proximity.closest_point(mesh, points)
-        # Exact on the noiseless surface; scanner noise (sd <= 0.3 mm) moves the mesh a little.
-        assert distance.max() < 1.2, dict(zip(table["name"], distance.round(2), strict=True))
+        # Exact on the model's surface; resampling and scanner noise (sd <= 0.3 mm, <= 1 mm on
+        # hair) move the scan's surface a little; stomion lies between the lips.
+        assert distance.max() < 1.5, dict(zip(table["name"], distance.round(2), strict=True))
 
 
 def test_landmarks_have_anthropometric_distances(cohort: Path) -> None:
@@ -107,11 +118,15 @@ def test_landmarks_have_anthropometric_distances(cohort: Path) -> None:
     def dist(a: str, b: str) -> float:
         return float(np.linalg.norm(p.loc[a] - p.loc[b]))
 
-    assert 25 < dist("en_r", "en_l") < 42  # intercanthal width ~33 mm
-    assert 75 < dist("ex_r", "ex_l") < 105  # biocular width ~90 mm
-    assert 40 < dist("ch_r", "ch_l") < 65  # mouth width ~50 mm
-    assert 95 < dist("n", "gn") < 140  # face height ~115-120 mm
-    assert 120 < dist("zy_r", "zy_l") < 165  # bizygomatic width ~140 mm
+    # inside the range of adult faces (Farkas 1994 norms +- 4 sd, widened for the several
+    # populations ICT-FaceKit's scans come from); benchmarks/face_realism_bench.py compares
+    # the simulated population's means and spreads with the norms
+    assert 24 < dist("en_r", "en_l") < 50
+    assert 72 < dist("ex_r", "ex_l") < 112
+    assert 20 < dist("al_r", "al_l") < 50
+    assert 36 < dist("ch_r", "ch_l") < 68
+    assert 90 < dist("n", "gn") < 150
+    assert 115 < dist("zy_r", "zy_l") < 180
 
 
 def test_ply_option_writes_vertex_colours(tmp_path: Path) -> None:

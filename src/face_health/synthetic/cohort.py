@@ -7,6 +7,7 @@ Layout written by :func:`write_cohort` (the raw-data contract of DESIGN.md secti
     DIR/scans/<id>.obj|.mtl|.png    textured mesh in mm, scanner frame (or <id>.ply)
     DIR/landmarks/<id>.csv          name,x,y,z in mm, the scan's own frame (exact, on surface)
     DIR/truth/latents.csv           generative parameters: benchmarks only, never the pipeline
+    DIR/truth/shape.csv             face-model identity and expression weights of each subject
 
 The same ``n`` and ``seed`` give byte-identical files.
 """
@@ -23,16 +24,24 @@ import numpy as np
 import pandas as pd
 
 from face_health import schema
+from face_health.face_model import load_face_model
 from face_health.parallel import map_subjects
 from face_health.synthetic import io
-from face_health.synthetic.anatomy import FaceGrid, grid_mesh, point_on_grid, radius_field
-from face_health.synthetic.effects import appearance_from_phenotype
-from face_health.synthetic.layout import R_ARC, draw_identity, face_layout, landmark_uv
+from face_health.synthetic.anatomy import (
+    draw_expression,
+    draw_hair,
+    draw_identity,
+    face_vertices,
+    one_thread,
+    scalp_hair,
+    shape_fields,
+)
+from face_health.synthetic.effects import SEX_SCALE, STATURE_SCALE, appearance_from_phenotype
 from face_health.synthetic.phenotypes import simulate_phenotypes
-from face_health.synthetic.scanner import ScannerSettings, bake_lighting, capture, grid_normals
-from face_health.synthetic.texture import paint_albedo
+from face_health.synthetic.scanner import ScannerSettings, bake_lighting, capture
+from face_health.synthetic.texture import atlas, atlas_uv, draw_skin_traits, paint_albedo
 
-GENERATOR_VERSION = 2  # bump whenever the same seed would give other files
+GENERATOR_VERSION = 3  # bump whenever the same seed would give other files
 SCAN_FORMATS = ("obj", "ply")
 
 
@@ -42,20 +51,25 @@ class CohortSettings:
 
     obesity_criterion: str = "chinese"
     scan_format: str = "obj"
-    texture_px_per_mm: float = 2.0
+    texture_size: int = 512  # texels: the face tile is texture_size square (~1.7 px/mm)
     scanner: ScannerSettings = field(default_factory=ScannerSettings)
-    grid: FaceGrid = field(default_factory=FaceGrid)
 
     def __post_init__(self) -> None:
         if self.scan_format not in SCAN_FORMATS:
             raise ValueError(f"scan_format must be one of {SCAN_FORMATS}, got {self.scan_format!r}")
+        if not 128 <= self.texture_size <= 4096 or self.texture_size % 2:
+            raise ValueError(
+                f"texture_size must be an even number in [128, 4096], got {self.texture_size}"
+            )  # noqa: E501
 
     @classmethod
     def from_dict(cls, options: dict | None) -> CohortSettings:
         options = dict(options or {})
+        unknown = set(options) - {"obesity_criterion", "scan_format", "texture_size", "scanner"}
+        if unknown:
+            raise ValueError(f"unknown cohort settings {sorted(unknown)}")
         scanner = ScannerSettings(**_tuples(options.pop("scanner", {})))
-        grid = FaceGrid(**options.pop("grid", {}))
-        return cls(scanner=scanner, grid=grid, **options)
+        return cls(scanner=scanner, **options)
 
 
 def _tuples(d: dict) -> dict:
@@ -74,59 +88,66 @@ class SimulatedScan:
     subject_id: str
     vertices: np.ndarray  # (n, 3) mm
     faces: np.ndarray  # (m, 3)
-    uv: np.ndarray  # (n, 2)
+    uv: np.ndarray  # (t, 2) texture coordinates in the texture image, v up
+    faces_uv: np.ndarray  # (m, 3) uv index of each corner
     texture: np.ndarray  # (h, w, 3) uint8
     landmarks: np.ndarray  # (k, 3) mm, order of schema.LANDMARK_NAMES
     latents: dict
+    shape: dict  # identity weights and expression of the face model
 
 
+@one_thread  # the same bytes in the main process and in workers (anatomy.one_thread)
 def simulate_face(
     subject_id: str, phenotype: dict, seed: np.random.SeedSequence, settings: CohortSettings
 ) -> SimulatedScan:
     """Build, texture and capture the face of one subject."""
     rng = np.random.default_rng(seed)
+    model, fields = load_face_model(), shape_fields()
     look = appearance_from_phenotype(phenotype, rng)
-    identity = draw_identity(look.sex, rng)
-    layout = face_layout(identity, look)
-    grid = settings.grid
+    traits = draw_skin_traits(rng)
+    hair = draw_hair(look, traits, rng)
+    identity = draw_identity(look.sex, rng, fields)
+    expression = draw_expression(rng)
+    vertices = face_vertices(model, fields, identity, expression, look, hair)
 
-    th, yy = np.meshgrid(grid.theta, grid.y)
-    radius = radius_field(th, yy, layout, identity, look)
-    vertices, faces, uv = grid_mesh(radius, grid)
-    uv_lm = landmark_uv(layout)
-    landmarks = np.array(
-        [point_on_grid(vertices, grid, *_theta_y(uv_lm[name])) for name in schema.LANDMARK_NAMES]
-    )
-    # Overall size (sex, stature) scales the finished head about its axis.
-    vertices, landmarks = vertices * layout.scale, landmarks * layout.scale
+    size = settings.texture_size
+    albedo = paint_albedo(look, traits, hair, rng, height=size)
+    at = atlas(size)
+    shade, cast, light = bake_lighting(model.mesh(vertices).vertex_normals, settings.scanner, rng)
+    shaded = albedo * at.vertex_values(shade)[:, None] * cast.astype(np.float32)
+    texture = at.image(np.round(np.clip(shaded, 0.0, 1.0) * 255.0).astype(np.uint8))
 
-    normals = grid_normals(vertices, grid.n_y, grid.n_theta)
-    albedo = paint_albedo(layout, identity, look, grid, rng, px_per_mm=settings.texture_px_per_mm)
-    shaded, light = bake_lighting(albedo, normals, settings.scanner, rng)
-    texture = np.round(shaded * 255.0).astype(np.uint8)
-
-    # Field of view: the scanner sees the face, some scalp, the ears and a neck stub.
-    top = rng.uniform(70.0, 100.0)
-    bottom = rng.uniform(-172.0, -140.0)
-    side = np.radians(rng.uniform(96.0, 110.0))
-    keep = (yy.ravel() <= top) & (yy.ravel() >= bottom) & (np.abs(th.ravel()) <= side)
-    scanned, faces_kept, kept, lms, capture_meta = capture(
-        vertices, faces, normals.reshape(-1, 3), landmarks, keep, settings.scanner, rng
-    )
+    # hair noise where hair stands off the scalp; flat hair (sideburns) scans like skin
+    standing = scalp_hair(model, hair) * np.linalg.norm(fields.hair_volume, axis=1)
+    scan = capture(vertices, standing, settings.scanner, rng, model)
     latents = {
         "subject_id": subject_id,
         **{f"look_{k}": v for k, v in look.as_dict().items() if k != "sex"},
-        **{f"identity_{k}": v for k, v in identity.traits.items()},
-        "face_scale": layout.scale,
-        **capture_meta,
+        **{f"skin_{k}": v for k, v in traits.items()},
+        "hair_recession_mm": hair.recession_mm,
+        "hair_bald_crown": hair.bald_crown,
+        "hair_thickness_mm": hair.thickness_mm,
+        "hair_grey": hair.grey,
+        "face_scale": SEX_SCALE[look.sex] * (1.0 + STATURE_SCALE * look.stature),
+        **scan.meta,
         **light,
-        "n_vertices": len(scanned),
     }
-    return SimulatedScan(subject_id, scanned, faces_kept, uv[kept], texture, lms, latents)
-
-
-def _theta_y(uv: tuple[float, float]) -> tuple[float, float]:
-    return uv[0] / R_ARC, uv[1]
+    shape = {
+        "subject_id": subject_id,
+        **{f"identity_{k:02d}": float(w) for k, w in enumerate(identity)},
+        **{f"expression_{k}": float(v) for k, v in expression.items()},
+    }
+    return SimulatedScan(
+        subject_id,
+        scan.vertices,
+        scan.faces,
+        atlas_uv(scan.uv, size),
+        scan.faces_uv,
+        texture,
+        scan.landmarks,
+        latents,
+        shape,
+    )
 
 
 def _write_subject(job: tuple[str, dict, np.random.SeedSequence], out: Path, settings_dict: dict):
@@ -135,14 +156,16 @@ def _write_subject(job: tuple[str, dict, np.random.SeedSequence], out: Path, set
     scan = simulate_face(subject_id, phenotype, seed, settings)
     base = out / "scans" / subject_id
     if settings.scan_format == "obj":
-        io.write_obj(base, scan.vertices, scan.faces, scan.uv, scan.texture)
+        io.write_obj(base, scan.vertices, scan.faces, scan.uv, scan.faces_uv, scan.texture)
     else:
-        colours = io.sample_texture(scan.texture, scan.uv)
+        corner_uv = np.zeros((len(scan.vertices), 2))
+        corner_uv[scan.faces.ravel()] = scan.uv[scan.faces_uv.ravel()]
+        colours = io.sample_texture(scan.texture, corner_uv)
         io.write_ply(base, scan.vertices, scan.faces, colours)
     io.write_landmarks(
         out / "landmarks" / f"{subject_id}.csv", list(schema.LANDMARK_NAMES), scan.landmarks
     )
-    return scan.latents
+    return {"latents": scan.latents, "shape": scan.shape}
 
 
 def _settings_dict(settings: CohortSettings) -> dict:
@@ -200,12 +223,16 @@ def write_cohort(
 
         clinical_cols = [schema.ID_COLUMN, schema.SEX_COLUMN, *schema.TARGET_NAMES]
         pheno[clinical_cols].to_csv(tmp / "clinical.csv", index=False, float_format="%.4g")
-        latents = pd.DataFrame([o.value for o in outcomes.values()])
+        latents = pd.DataFrame([o.value["latents"] for o in outcomes.values()])
         truth = pheno.merge(latents, on=schema.ID_COLUMN)
         truth.to_csv(tmp / "truth" / "latents.csv", index=False, float_format="%.6g")
+        shapes = pd.DataFrame([o.value["shape"] for o in outcomes.values()])
+        shapes.to_csv(tmp / "truth" / "shape.csv", index=False, float_format="%.6g")
         (tmp / "truth" / "README.md").write_text(
             "Generative parameters of the synthetic cohort (face_health.synthetic).\n"
             "For benchmarks and the latent oracle only: the pipeline never reads this folder.\n"
+            "latents.csv: phenotype, face-visible latents, skin and hair, capture and light.\n"
+            "shape.csv: ICT-FaceKit identity weights (N(0, 1) prior) and expression weights.\n"
         )
         manifest = {
             "generator": "face_health.synthetic",

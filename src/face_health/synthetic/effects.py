@@ -32,19 +32,37 @@ Everything else a model might learn (uric acid, ALT, GGT, MCV, diabetes, metabol
 NAFLD, hyperuricaemia) is visible only through its correlation with the latents above, as in
 real faces (r about 0.2 to 0.5).
 
-Strength in the face, per unit of latent (anatomy and texture use these constants):
+Strength in the face, per unit of latent. Geometry is displacement fields on the
+ICT-FaceKit topology (``anatomy.ShapeFields``, anchored to the mean face's landmarks, so they
+follow every identity); skin is painted in the ICT UV layout (``texture``):
 
 - ageing, per 60 years of apparent age (``age_factor`` 0 at 20 y, 1 at 80 y): lower-face
-  soft tissue down 4 mm, jawline down 3 mm and 2 mm softer, nasolabial fold 0.6 -> 3.0 mm
-  deep, upper-lid hooding +1.6 mm, under-eye bags +1.5 mm, vermilion height -35 %, lip
-  projection -40 %, nose tip down 1.5 mm; forehead lines, crow's feet and under-eye lines
-  darken the skin by up to 14 %; 0 -> ~30 age spots.
-- adiposity, per z-unit (about 3.5 kg/m^2): lower-face half width +2.6 mm (cheeks), +1.6 mm
-  (jaw), cheek fullness +1.8 mm, neck radius +4 mm, jawline blur +1.5 mm, eye opening -0.4 mm.
-- smoking_damage, per unit: perioral vertical lines up to 18 % darker, skin saturation -6 %
+  soft tissue down 4 mm (1.8 mm at the chin; the jowls also 1.2 mm outward), nasolabial
+  fold 0.6 -> 3.0 mm
+  deep with the cheek beside it 0.8 mm proud, upper-lid hooding 1.6 mm, under-eye bags
+  1.5 mm, vermilion height and projection -35 %, nose tip down 1.5 mm, temples 1.5 mm
+  hollower, lateral brows down 2 mm; forehead lines, crow's feet and under-eye lines darken
+  the skin by up to 14 %; 0 -> ~30 age spots; hair greys, and men's hairlines recede (about
+  14 mm) and crowns thin (Hamilton-Norwood).
+- adiposity, per z-unit (about 3.5 kg/m^2): lower-face half width +2.6 mm (cheeks) and
+  +1.6 mm (jaw), cheek fullness +1.8 mm, neck radius and submental fullness +4 mm (3 mm),
+  temples 1 mm fuller, under-eye bags +0.3 mm, eye fissures 0.4 mm narrower.
+- stature, per unit: the whole face 2.5 % larger.
+- sex: men's faces 6 % larger than women's (``SEX_SCALE``; Farkas 1994: n-gn, al-al, ch-ch
+  8 %, ex-ex 5 %) and apart along one direction of the identity prior (brow ridge, nose,
+  jaw, chin, forehead slope, cheeks, lips; ``anatomy.sex_direction``) by
+  ``SEX_SEPARATION`` standard deviations, which puts a classifier on 3D shape at about the
+  95 % that 3D face studies report (``benchmarks/face_realism_bench.py`` measures it).
+- smoking_damage, per unit: perioral vertical lines 12 % darker (at most 22 %, age adds 5 % per
+  60 years), skin saturation -6 %
   and yellow shift +4 %.
 - redness, per unit: cheek and nose erythema, red channel +7 %, green -5 %.
-- pallor, per unit: lip and lower-eyelid redness -12 %, skin redness -3 %.
+- pallor, per unit: lips 12 % of the way from red to pale pink, lower-eyelid rim redness
+  -10 %, skin redness -3 %.
+- nuisance, independent of health: a mild expression (blink up to 0.45, smile up to 0.3,
+  jaw opening up to 0.12 of ICT's blendshapes, brows and squint), skin tone, freckling,
+  scalp hair thickness 2-14 mm (standing off the scalp on top and behind, flat at the
+  sideburns and temples).
 """
 
 from __future__ import annotations
@@ -63,6 +81,20 @@ SMOKING_BASE, SMOKING_PER_PACK_YEAR, SMOKING_NOISE_SD = 0.55, 1 / 60, 1.1
 REDNESS_BASE, REDNESS_PER_G_DAY, REDNESS_NOISE_SD = 0.45, 1 / 80, 1.0
 HB_REF = {"M": 150.0, "F": 132.0}
 HB_SD, PALLOR_WEIGHT, PALLOR_NOISE_SD = 13.0, 0.75, 1.5
+
+# Geometry, per unit of latent (mm unless stated; see the list above).
+AGE_SAG_MM = 4.0
+FOLD_BASE_MM, AGE_FOLD_MM = 0.6, 2.4
+AGE_HOODING_MM, AGE_BAGS_MM = 1.6, 1.5
+AGE_VERMILION_LOSS = 0.35  # share of vermilion height and projection lost per 60 years
+LIP_PROJECTION_MM = 3.6  # how far the vermilion stands out of the skin around it
+AGE_NOSE_TIP_MM, AGE_TEMPLE_MM, AGE_BROW_MM = 1.5, 1.5, 2.0
+FAT_CHEEK_WIDTH_MM, FAT_JAW_WIDTH_MM = 2.6, 1.6
+FAT_CHEEK_FULLNESS_MM, FAT_NECK_MM = 1.8, 4.0
+FAT_TEMPLE_MM, FAT_BAGS_MM, FAT_EYE_OPENING_MM = 1.0, 0.3, 0.4
+STATURE_SCALE = 0.025
+SEX_SCALE = {"M": 1.03, "F": 0.97}
+SEX_SEPARATION = 1.6  # standard deviations of the identity prior between the sexes' means
 
 
 @dataclass(frozen=True)
