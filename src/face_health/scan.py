@@ -167,7 +167,11 @@ def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> tri
     if image_path is not None:
         with Image.open(image_path) as image:
             image.load()
-        mesh.visual.material = trimesh.visual.material.SimpleMaterial(image=image)
+        # white, so that renderers multiply the image by 1 (trimesh's default grey is 40 %)
+        white = (255, 255, 255, 255)
+        mesh.visual.material = trimesh.visual.material.SimpleMaterial(
+            image=image, diffuse=white, ambient=white
+        )
         problems.append(f"texture taken from {image_path.name} beside the mesh")
     mesh.metadata = {k: v for k, v in mesh.metadata.items() if _plain_metadata(k, v)}
     mesh.metadata.update(source_file=str(path), source_format=fmt[1:], warnings=problems)
