@@ -24,10 +24,12 @@ import numpy as np
 import pandas as pd
 
 from face_health import schema
-from face_health.face_model import load_face_model
+from face_health.face_model import FaceModel, load_face_model
 from face_health.parallel import map_subjects
 from face_health.synthetic import io
 from face_health.synthetic.anatomy import (
+    Hair,
+    ShapeFields,
     draw_expression,
     draw_hair,
     draw_identity,
@@ -36,7 +38,12 @@ from face_health.synthetic.anatomy import (
     scalp_hair,
     shape_fields,
 )
-from face_health.synthetic.effects import SEX_SCALE, STATURE_SCALE, appearance_from_phenotype
+from face_health.synthetic.effects import (
+    SEX_SCALE,
+    STATURE_SCALE,
+    Appearance,
+    appearance_from_phenotype,
+)
 from face_health.synthetic.phenotypes import simulate_phenotypes
 from face_health.synthetic.scanner import ScannerSettings, bake_lighting, capture
 from face_health.synthetic.texture import atlas, atlas_uv, draw_skin_traits, paint_albedo
@@ -96,6 +103,32 @@ class SimulatedScan:
     shape: dict  # identity weights and expression of the face model
 
 
+@dataclass(frozen=True)
+class FaceDraw:
+    """What one subject's face is made of, before skin and scanner."""
+
+    look: Appearance
+    traits: dict[str, float]
+    hair: Hair
+    identity: np.ndarray  # (k,) identity weights
+    expression: dict[str, float]
+    vertices: np.ndarray  # (n, 3) mm, the model's topology and frame
+
+
+def draw_face(
+    phenotype: dict, rng: np.random.Generator, model: FaceModel, fields: ShapeFields
+) -> FaceDraw:
+    """Draw a subject's appearance, skin traits, hair, identity and expression, in the
+    simulator's order, and build the face (the first draws of ``simulate_face``)."""
+    look = appearance_from_phenotype(phenotype, rng)
+    traits = draw_skin_traits(rng)
+    hair = draw_hair(look, traits, rng)
+    identity = draw_identity(look.sex, rng, fields)
+    expression = draw_expression(rng)
+    vertices = face_vertices(model, fields, identity, expression, look, hair)
+    return FaceDraw(look, traits, hair, identity, expression, vertices)
+
+
 @one_thread  # the same bytes in the main process and in workers (anatomy.one_thread)
 def simulate_face(
     subject_id: str, phenotype: dict, seed: np.random.SeedSequence, settings: CohortSettings
@@ -103,27 +136,24 @@ def simulate_face(
     """Build, texture and capture the face of one subject."""
     rng = np.random.default_rng(seed)
     model, fields = load_face_model(), shape_fields()
-    look = appearance_from_phenotype(phenotype, rng)
-    traits = draw_skin_traits(rng)
-    hair = draw_hair(look, traits, rng)
-    identity = draw_identity(look.sex, rng, fields)
-    expression = draw_expression(rng)
-    vertices = face_vertices(model, fields, identity, expression, look, hair)
+    face = draw_face(phenotype, rng, model, fields)
+    look, hair = face.look, face.hair
 
     size = settings.texture_size
-    albedo = paint_albedo(look, traits, hair, rng, height=size)
+    albedo = paint_albedo(look, face.traits, hair, rng, height=size)
     at = atlas(size)
-    shade, cast, light = bake_lighting(model.mesh(vertices).vertex_normals, settings.scanner, rng)
+    normals = model.mesh(face.vertices).vertex_normals
+    shade, cast, light = bake_lighting(normals, settings.scanner, rng)
     shaded = albedo * at.vertex_values(shade)[:, None] * cast.astype(np.float32)
     texture = at.image(np.round(np.clip(shaded, 0.0, 1.0) * 255.0).astype(np.uint8))
 
     # hair noise where hair stands off the scalp; flat hair (sideburns) scans like skin
     standing = scalp_hair(model, hair) * np.linalg.norm(fields.hair_volume, axis=1)
-    scan = capture(vertices, standing, settings.scanner, rng, model)
+    scan = capture(face.vertices, standing, settings.scanner, rng, model)
     latents = {
         "subject_id": subject_id,
         **{f"look_{k}": v for k, v in look.as_dict().items() if k != "sex"},
-        **{f"skin_{k}": v for k, v in traits.items()},
+        **{f"skin_{k}": v for k, v in face.traits.items()},
         "hair_recession_mm": hair.recession_mm,
         "hair_bald_crown": hair.bald_crown,
         "hair_thickness_mm": hair.thickness_mm,
@@ -134,8 +164,8 @@ def simulate_face(
     }
     shape = {
         "subject_id": subject_id,
-        **{f"identity_{k:02d}": float(w) for k, w in enumerate(identity)},
-        **{f"expression_{k}": float(v) for k, v in expression.items()},
+        **{f"identity_{k:02d}": float(w) for k, w in enumerate(face.identity)},
+        **{f"expression_{k}": float(v) for k, v in face.expression.items()},
     }
     return SimulatedScan(
         subject_id,
