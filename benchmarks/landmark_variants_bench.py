@@ -1,16 +1,17 @@
 """Compare landmark checkpoints and snapping modes on synthetic scans, plain and reshaped.
 
 The choice of the shipped checkpoint and of the default snapping is made here, on synthetic
-test scans only: the test split of the default cohort as scanned, and the same scans
-reshaped by random proportions, smooth warps and scanner noise
+scans the networks never saw: the test split of the landmark training cohort (seed 1, not
+the default run's cohort, whose test split is scored once for the README), as scanned, and
+the same scans reshaped by random proportions, smooth warps and scanner noise
 (``face_health.landmarks.views.REAL_SCAN_VARIETY``, a fixed seed per scan). ``demoface`` is
 printed beside them as a held-out report and is never the criterion.
 
-    .venv/bin/python benchmarks/landmark_variants_bench.py --checkpoints first.pt \\
-        src/face_health/resources/landmarks_synthetic.pt [--n 20]
+    .venv/bin/face-health simulate --n 300 --seed 1 --out /tmp/lmtrain --jobs 2
+    .venv/bin/python benchmarks/landmark_variants_bench.py --cohort /tmp/lmtrain \\
+        --checkpoints first.pt src/face_health/resources/landmarks_synthetic.pt [--n 20]
 
-Needs the default cohort (``data/01_raw/synthetic_cohort``, written by the first default
-run). Results go to ``benchmarks/results/landmark_variants.json``.
+Results go to ``benchmarks/results/landmark_variants.json``.
 """
 
 from __future__ import annotations
