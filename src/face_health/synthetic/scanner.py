@@ -105,8 +105,8 @@ def _subdivided(faces: np.ndarray, n: int) -> tuple[np.ndarray, sparse.csr_array
 
 @functools.lru_cache(maxsize=1)
 @one_thread
-def resampler(levels: int = 2) -> Resampler:
-    """The model surface subdivided ``levels`` times (16 triangles per triangle for 2)."""
+def resampler(levels: int = 1) -> Resampler:
+    """The model surface subdivided ``levels`` times (4 triangles per triangle each time)."""
     model = load_face_model()
     faces, faces_uv = model.faces, model.faces_uv
     subdivide = sparse.identity(model.n_vertices, format="csr")
