@@ -101,13 +101,27 @@ def check_scan(scan: Path, units: str) -> None:
     default=None,
     help="Landmark network checkpoint; default: the one shipped with the package.",
 )
-def landmarks(scan: Path, out: Path | None, units: str, checkpoint: Path | None) -> None:
+@click.option(
+    "--method",
+    type=click.Choice(["fit", "cnn"]),
+    default="fit",
+    show_default=True,
+    help="fit: the CNN's landmarks start a fit of the face model to the scan, and the "
+    "landmarks are read off the fitted model; cnn: the CNN alone.",
+)
+def landmarks(
+    scan: Path, out: Path | None, units: str, checkpoint: Path | None, method: str
+) -> None:
     """Find the named landmarks of SCAN (OBJ, PLY, STL, OFF, GLB/glTF).
 
     Writes name,x,y,z in the scan's own frame and units (the `unit` column says which),
-    with each landmark's confidence.
+    each landmark's CNN confidence and, with --method fit, the model fit's residual near the
+    landmark (mm), how far the fitted point lies from the CNN's (mm), and the fit's overall
+    residual and coverage on standard error. A scan that is not a face, or one the face model
+    cannot follow, is an error with the reason.
     """
     from face_health.landmarks.detector import LandmarkDetector
+    from face_health.landmarks.locate import locate_landmarks
     from face_health.scan import ingest_scan
 
     mesh, qc = ingest_scan(scan, scan.stem, units=units)
@@ -115,7 +129,7 @@ def landmarks(scan: Path, out: Path | None, units: str, checkpoint: Path | None)
         raise click.ClickException(f"{scan}: {qc['reason']}")
     detector = LandmarkDetector.from_checkpoint(checkpoint)
     try:
-        table = detector.detect(mesh)
+        table, stage_qc = locate_landmarks(detector, mesh, method=method)
     except ValueError as exc:
         raise click.ClickException(f"{scan}: {exc}") from exc
     # Ingest only rescales to millimetres, so the scan's own frame is one division away.
@@ -124,12 +138,23 @@ def landmarks(scan: Path, out: Path | None, units: str, checkpoint: Path | None)
     result[["x", "y", "z"]] = result[["x", "y", "z"]] / scale
     result["unit"] = qc["units_inferred"]
     result["confidence"] = table["confidence"].round(3)
+    for column in ("fit_residual_mm", "cnn_distance_mm"):
+        if column in table:
+            result[column] = table[column].round(3)
     text = result.to_csv(index=False, float_format="%.6g")
     if out is None:
         click.echo(text, nl=False)
     else:
         out.write_text(text)
         click.echo(f"wrote {len(result)} landmarks ({qc['units_inferred']}) to {out}", err=True)
+    if method == "fit":
+        click.echo(
+            f"model fit: residual {stage_qc['fit_residual_mm']:.2f} mm, "
+            f"face covered {stage_qc['fit_coverage']:.0%}",
+            err=True,
+        )
+    if stage_qc["landmark_reason"]:
+        click.echo(f"warning: {stage_qc['landmark_reason']}", err=True)
 
 
 @main.command("train-landmarks")
@@ -164,6 +189,12 @@ def landmarks(scan: Path, out: Path | None, units: str, checkpoint: Path | None)
     show_default=True,
     help="Add surface noise and spikes as real scanners leave them.",
 )
+@click.option(
+    "--decimation/--no-decimation",
+    default=True,
+    show_default=True,
+    help="Decimate half the training scans to 3k-20k vertices (real scans' resolutions).",
+)
 def train_landmarks(
     cohort: Path,
     out: Path,
@@ -176,6 +207,7 @@ def train_landmarks(
     init_weights: Path | None,
     reshape: bool,
     scanner_noise: bool,
+    decimation: bool,
 ) -> None:
     """Train the landmark network on an annotated cohort (train / validation split of its
     clinical table) and write a compact checkpoint to OUT."""
@@ -187,6 +219,8 @@ def train_landmarks(
         views |= {k: REAL_SCAN_VARIETY[k] for k in ("axis_scale", "warp_mm")}
     if scanner_noise:
         views |= {k: REAL_SCAN_VARIETY[k] for k in ("surface_noise_mm", "spike_probability")}
+    if decimation:
+        views["decimate_probability"] = REAL_SCAN_VARIETY["decimate_probability"]
     fit: dict = {"module": {"max_epochs": epochs, "lr": lr}}
     if init_weights is not None:
         fit["init_weights"] = str(init_weights)

@@ -92,9 +92,17 @@ class ScanScorer:
     def align(self, mesh: trimesh.Trimesh) -> AlignedFace:
         """Landmarks (the model's detector), alignment to the model's template, face crop and
         the 20 regions: what the features are computed from."""
+        from face_health.landmarks.locate import fit_settings, locate_landmarks
         from face_health.regions import segment_regions
 
-        table = self._landmark_detector().detect(mesh)
+        landmarks = self.options.get("landmarks", {})
+        table, landmark_qc = locate_landmarks(
+            self._landmark_detector(),
+            mesh,
+            method=str(landmarks.get("method", "fit")),
+            settings=fit_settings(landmarks.get("model_fit")),
+            min_confidence=float(landmarks.get("min_confidence", 0.3)),
+        )
         found = table[table["status"] == "ok"]
         template = Template(
             list(self.template_landmarks["name"]),
@@ -109,7 +117,7 @@ class ScanScorer:
             crop_margin_mm=float(alignment.get("crop_margin_mm", 10.0)),
         )
         qc = {
-            "landmark_mean_confidence": round(float(table["confidence"].mean()), 3),
+            **{k: v for k, v in landmark_qc.items() if not k.startswith("fit_residual_mm_")},
             "alignment_residual_mm": round(fit["residual_mm"], 2),
         }
         regions = segment_regions(aligned, aligned_landmarks)

@@ -33,6 +33,7 @@ NOTHING = Augmentation(
     max_shift=0.0,
     max_rotation_deg=0.0,
     flip=0.0,
+    texture_lighting=0.0,
 )
 
 
@@ -344,3 +345,20 @@ def test_retraining_on_annotated_scans_can_start_from_the_shipped_network(tmp_pa
     name = next(k for k in shipped["state_dict"] if k.endswith("head.weight"))
     start, now = shipped["state_dict"][name].float(), checkpoint["state_dict"][name].float()
     assert torch.allclose(start, now, atol=5e-3) and not torch.equal(start, now)
+
+
+def test_texture_lighting_ramps_only_the_texture_foreground() -> None:
+    views = blob_views(4, k=3)
+    lit = augment_batch(
+        _batch(views),
+        replace(NOTHING, texture_lighting=0.5),
+        generator=torch.Generator().manual_seed(0),
+    )["images"].numpy()
+    before = views["images"]
+    np.testing.assert_allclose(lit[:, :2], before[:, :2], atol=1e-5)  # geometry untouched
+    changed = ~np.isclose(lit[:, 2], before[:, 2], atol=1e-5)
+    assert changed.any()
+    foreground = np.abs(before[:, 2]) > 1e-6
+    assert not (changed & ~foreground).any()  # nothing lit where nothing was rendered
+    ratio = lit[:, 2][foreground] / before[:, 2][foreground]
+    assert ratio.min() >= 0.0 and ratio.max() <= 2.0

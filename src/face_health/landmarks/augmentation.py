@@ -35,6 +35,9 @@ class Augmentation:
     max_shift: float = 0.1  # translation, share of S (whole pixels, so no resampling blur)
     max_rotation_deg: float = 10.0  # in-plane rotation about the image centre
     flip: float = 0.5  # probability of a horizontal flip (only with flip pairs)
+    # Lighting baked into real textures: the texture channel times 1 + a linear ramp across
+    # the image whose slope is uniform in +-texture_lighting per half image.
+    texture_lighting: float = 0.3
 
 
 def augment_batch(
@@ -110,6 +113,15 @@ def augment_batch(
         present = x.flatten(1).abs().amax(dim=1).gt(0).view(b, 1, 1, 1)
         jittered = (x * gain[:, j].view(b, 1, 1, 1) + bias[:, j].view(b, 1, 1, 1)).clamp(0, 1)
         images[:, ch : ch + 1] = torch.where(foreground & present, jittered, x)
+    if c > 2 and a.texture_lighting > 0:
+        slope = uniform(b, 2, low=-a.texture_lighting, high=a.texture_lighting)
+        ramp = torch.linspace(-1.0, 1.0, s, device=dev, dtype=images.dtype)
+        lit = (
+            1.0
+            + slope[:, 0, None, None] * ramp[None, None, :]
+            + slope[:, 1, None, None] * ramp[None, :, None]
+        )
+        images[:, 2] = torch.where(foreground[:, 0], (images[:, 2] * lit).clamp(0, 1), images[:, 2])
     if c > 2:
         drop = (uniform(b) < a.drop_texture).view(b, 1, 1)
         images[:, 2] = torch.where(drop, torch.zeros_like(images[:, 2]), images[:, 2])

@@ -274,28 +274,21 @@ def detect_one(
     source: Callable[[], trimesh.Trimesh] | trimesh.Trimesh,
     checkpoint: str,
     min_confidence: float = 0.3,
+    method: str = "fit",
+    fit: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Detect the landmarks of one scan (a mesh or its loader) for a per-subject worker.
+    """The landmark stage on one scan (a mesh or its loader), for a per-subject worker:
+    ``locate.locate_landmarks`` with the network of ``checkpoint`` (loaded once per process)
+    and the model-fit settings ``fit``. Returns the landmark table and the QC record."""
+    from face_health.landmarks.locate import fit_settings, locate_landmarks
 
-    Returns the landmark table and a QC record: ``landmark_status`` ('ok', 'warning' when a
-    landmark could not be placed or its confidence is below ``min_confidence``),
-    ``landmark_reason``, ``landmark_mean_confidence``, ``landmark_low_confidence``.
-    """
     if checkpoint not in _DETECTORS:
         _DETECTORS[checkpoint] = LandmarkDetector.from_checkpoint(checkpoint)
     mesh = source() if callable(source) else source
-    table = _DETECTORS[checkpoint].detect(mesh)
-    failed = table.loc[table["status"] != "ok", "name"].tolist()
-    low = table.loc[(table["status"] == "ok") & (table["confidence"] < min_confidence), "name"]
-    reasons = []
-    if failed:
-        reasons.append(f"not placed: {', '.join(failed)}")
-    if len(low):
-        reasons.append(f"low confidence: {', '.join(low)}")
-    qc = {
-        "landmark_status": "warning" if reasons else "ok",
-        "landmark_reason": "; ".join(reasons),
-        "landmark_mean_confidence": round(float(table["confidence"].mean()), 3),
-        "landmark_low_confidence": len(low) + len(failed),
-    }
-    return table, qc
+    return locate_landmarks(
+        _DETECTORS[checkpoint],
+        mesh,
+        method=method,
+        settings=fit_settings(fit),
+        min_confidence=min_confidence,
+    )

@@ -15,6 +15,7 @@ import trimesh
 
 from face_health.alignment import landmark_frame
 from face_health.cameras import OrthoCamera, orbit_camera
+from face_health.mesh_decimation import decimate
 from face_health.rendering import OrthoRenderer
 
 CHANNELS = ("shaded", "depth", "texture")
@@ -82,6 +83,10 @@ class TrainingViewSettings:
     # Scanner noise: jitter along the normals, and spikes (a few vertices shot outwards).
     surface_noise_mm: float = 0.0
     spike_probability: float = 0.0
+    # Resolution: scans arrive from 5k to 100k vertices (demoface 10k); with this probability
+    # the scan is decimated to a vertex count log-uniform in ``decimate_vertices``.
+    decimate_probability: float = 0.0
+    decimate_vertices: tuple[int, int] = (3000, 20000)
 
 
 #: The shape variety and scanner noise the shipped checkpoint was fine-tuned with
@@ -92,6 +97,7 @@ REAL_SCAN_VARIETY = {
     "warp_mm": 3.0,
     "surface_noise_mm": 0.4,
     "spike_probability": 0.3,
+    "decimate_probability": 0.5,
 }
 
 
@@ -195,6 +201,11 @@ def training_views(
     frame = landmark_frame(dict(zip(landmark_names, landmarks, strict=True)))
     mesh, landmarks = _reshaped(mesh, landmarks, frame, rng, settings)
     frame = landmark_frame(dict(zip(landmark_names, landmarks, strict=True)))
+    if rng.random() < settings.decimate_probability:
+        low, high = np.log(settings.decimate_vertices)
+        budget = int(np.exp(rng.uniform(low, high)))
+        if budget < len(mesh.vertices):
+            mesh = decimate(mesh, budget)  # landmarks stay within ~0.5 mm of the surface
     to_world = np.linalg.inv(frame)
     rotation_frame = frame[:3, :3]
     centre = to_world[:3, :3] @ FACE_CENTRE + to_world[:3, 3]

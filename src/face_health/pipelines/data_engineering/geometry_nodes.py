@@ -72,6 +72,8 @@ def detect_landmarks(
             desc="detecting landmarks",
             checkpoint=str(path),
             min_confidence=float(landmarks.get("min_confidence", 0.3)),
+            method=str(landmarks.get("method", "fit")),
+            fit=landmarks.get("model_fit"),
         )
     tables, rows = {}, []
     for sid, outcome in outcomes.items():
