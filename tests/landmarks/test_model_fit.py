@@ -11,14 +11,9 @@ from scipy.spatial.transform import Rotation
 
 from face_health import schema
 from face_health.face_model import load_face_model
+from face_health.landmarks.fitted import fitted_landmarks, model_vertex_regions, region_residuals
 from face_health.landmarks.locate import fit_settings, locate_landmarks
-from face_health.landmarks.model_fit import (
-    FitSettings,
-    fit_face_model,
-    fitted_landmarks,
-    model_vertex_regions,
-    region_residuals,
-)
+from face_health.landmarks.model_fit import FitSettings, fit_face_model
 
 
 def _face(seed: int) -> tuple[trimesh.Trimesh, np.ndarray]:

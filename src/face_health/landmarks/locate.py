@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import trimesh
 
-from face_health.landmarks.model_fit import FitSettings, fitted_landmarks, region_residuals
+from face_health.landmarks.fitted import fitted_landmarks, region_residuals
+from face_health.landmarks.model_fit import FitSettings
 
 METHODS = ("fit", "cnn")
 

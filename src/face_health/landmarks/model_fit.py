@@ -1,4 +1,4 @@
-"""Fit the ICT-FaceKit morphable model to a scan: dense correspondence, then landmarks.
+"""Fit the ICT-FaceKit morphable model to a scan (dense correspondence).
 
 Starting from the CNN's landmarks, the shipped face model (``face_health.face_model``) is
 deformed onto the scan surface by robust non-rigid ICP, as MeshMonk does with its template
@@ -6,24 +6,27 @@ but with the model's PCA prior as the regulariser:
 
     model point  p_i = s R (mean_i + B_i w + E_i e) + t      (scan frame, mm)
 
-with a similarity pose ``s, R, t``, identity weights ``w`` (prior N(0, 1) per mode) and a few
-expression weights ``e`` in [0, 1]. Each iteration
+with a similarity pose ``s, R, t``, identity weights ``w`` (prior N(0, 1) per mode, all 100)
+and a few expression weights ``e`` in [0, 1]. The pose starts from the landmarks (weighted
+Umeyama); then each iteration
 
 1. matches a fixed sample of the model's face vertices to their nearest scan vertices and
    keeps a match only when it is close (a threshold that tightens over the iterations),
    its normals agree (``max_normal_angle_deg``) and it does not land on the scan's border
-   (holes, crop lines: the nearest point there is not a correspondence);
-2. re-fits the pose to the kept matches and the CNN landmarks (weighted Umeyama);
-3. re-fits ``w`` and ``e`` by regularised linear least squares: point-to-plane distances of
-   the matches (plus a little point-to-point, so the surface cannot slide), the landmark
+   (holes, crop lines: the nearest point there is not a correspondence), weighting the
+   kept ones robustly (Geman-McClure);
+2. takes one Gauss-Newton step on pose and coefficients together: point-to-plane distances
+   of the matches (plus a little point-to-point, so the surface cannot slide), the landmark
    term with its weight decaying over the iterations (the CNN starts the fit, the surface
    finishes it), and the prior, strong at first and relaxed later (coarse to fine).
 
-Landmarks are then read from the fitted model at their barycentric definitions and projected
-onto the scan's tangent plane. The fit residual (scan-to-model distance of the matched face
-vertices, overall and per region) and the share of the face the scan covers are QC figures:
-a scan that is not a face, or a face the model cannot follow, has a large residual or a small
-coverage and is reported as failed (``FitSettings.max_residual_mm``, ``min_coverage``).
+A refinement then lets the fitted face follow the scan beyond the model's span (ageing,
+adiposity, a real face's details) by a few smoothed closest-point displacement fields, as
+MeshMonk's visco-elastic steps do. The residual of the model fit before that refinement
+(mean scan-to-model distance of the covered face vertices), the identity weights' RMS and
+the share of the face the scan covers are QC figures: a scan that is not a face, or a face
+the model cannot follow, is refused above ``max_residual_mm`` / ``max_identity_rms`` or below
+``min_coverage``. ``fitted.py`` reads landmarks, regions and residuals off a fit.
 """
 
 from __future__ import annotations
@@ -74,11 +77,12 @@ class FitSettings:
     snap_mm: float = 3.0  # project a landmark onto the scan when the surface is this close
     # QC: above this residual (of the model fit, before the refinement, which would follow
     # anything) or below this coverage the model has not followed the scan.
-    # Measured (benchmarks/landmark_fit_bench.py --qc): simulated validation faces at most
-    # 0.55 mm and identity RMS 0.91, demoface 0.91 mm and 1.02; landmarks 30 mm off, upside
-    # down or 1.6x too large, and landmark-like points on a sphere or a box, 0.99-2.1 mm and
-    # 1.8-4.6 with coverage 0.33-0.83. A face drawn from the model has identity RMS about 1
-    # (chi-squared, 100 modes), so 1.6 is far outside any face the model knows.
+    # Measured (benchmarks/landmark_fit_bench.py --qc, seed-1 validation split): 45 faces
+    # residual 0.27-0.62 mm, identity RMS 0.61-1.03, coverage >= 0.82; demoface 0.91 mm, 1.04;
+    # the same faces with their landmarks 30 mm low, upside down or 1.6x too large, and
+    # landmark-like points on a sphere and a box: residual 0.97-2.2 mm, identity RMS 1.72-5.2,
+    # coverage 0.13-0.88, all refused. A face drawn from the model has identity RMS about 1
+    # (100 modes, N(0, 1) each); 1.6 is far outside any face the model knows.
     max_residual_mm: float = 1.5
     max_identity_rms: float = 1.6
     min_coverage: float = 0.5
@@ -120,6 +124,7 @@ class ModelFit:
         """Root mean square of the identity weights: about 1 for a face of the model's
         population (each weight N(0, 1)); far above, the fit bent the model into a non-face."""
         return float(np.sqrt(np.mean(self.identity**2)))
+
     history: list[dict[str, float]] = field(default_factory=list)
 
     def landmarks(self, model: FaceModel | None = None) -> np.ndarray:
@@ -422,101 +427,3 @@ def _fit_residual(
     coverage = float(covered[face].mean())
     residual = float(np.nanmean(per_vertex[face])) if covered[face].any() else float("inf")
     return per_vertex, coverage, residual
-
-
-def project_to_scan(
-    points: np.ndarray, mesh: trimesh.Trimesh, max_mm: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Points moved onto the scan's tangent plane at their nearest vertex when that vertex
-    is within ``max_mm`` (and not on a border); returns the points and how far each moved."""
-    scan = _Scan(mesh)
-    return _project(points, scan, max_mm)
-
-
-def _project(points: np.ndarray, scan: _Scan, max_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    distance, nearest = scan.match(points)
-    normal = scan.normals[nearest]
-    offset = ((points - scan.vertices[nearest]) * normal).sum(axis=1)
-    moved = points - offset[:, None] * normal
-    ok = (distance < max_mm) & ~scan.border[nearest]
-    out = np.where(ok[:, None], moved, points)
-    return out, np.where(ok, np.abs(offset), 0.0)
-
-
-@functools.lru_cache(maxsize=1)
-def model_vertex_regions() -> np.ndarray:
-    """``(n,)`` region index (``schema.REGIONS``) of each model vertex, -1 outside every
-    region: the 20 landmark-cycle regions cut on the mean face, so every fit carries them."""
-    from face_health.regions import segment_regions
-
-    model = load_face_model()
-    mesh = model.mesh()
-    points = dict(zip(schema.LANDMARK_NAMES, model.landmarks(model.mean), strict=True))
-    labels = segment_regions(mesh, points).labels
-    vertex_label = np.full(model.n_vertices, -1, int)
-    for corner in range(3):  # a vertex takes the label of a labelled face it belongs to
-        faces = np.flatnonzero(labels >= 0)
-        vertex_label[model.faces[faces, corner]] = labels[faces]
-    return vertex_label
-
-
-def region_residuals(fit: ModelFit) -> dict[str, float]:
-    """Mean scan-to-model distance (mm) of the covered vertices of each region."""
-    labels = model_vertex_regions()
-    out = {}
-    for i, region in enumerate(schema.REGIONS):
-        d = fit.vertex_distance[labels == i]
-        d = d[np.isfinite(d)]
-        out[region] = round(float(d.mean()), 3) if len(d) else float("nan")
-    return out
-
-
-@functools.lru_cache(maxsize=1)
-def _landmark_neighbourhoods(radius_mm: float = 10.0) -> list[np.ndarray]:
-    """Model vertices within ``radius_mm`` of each landmark on the mean face."""
-    model = load_face_model()
-    tree = cKDTree(model.mean)
-    around = tree.query_ball_point(model.landmarks(model.mean), radius_mm)
-    return [np.asarray(i, int) for i in around]
-
-
-def fitted_landmarks(
-    mesh: trimesh.Trimesh,
-    cnn: pd.DataFrame,
-    settings: FitSettings | None = None,
-) -> tuple[pd.DataFrame, ModelFit]:
-    """The whole second stage: fit the model from the CNN ``cnn`` table, read the landmarks
-    off the fitted model and project them onto the scan.
-
-    Returns the fit and a table ``name, x, y, z, confidence, fit_residual_mm, cnn_distance_mm,
-    snap_mm, status``: the CNN's confidence carried over, the model fit's mean residual within
-    10 mm of the landmark (nan where the scan has no surface there), how far the fitted point
-    is from the CNN's, and how far the projection onto the scan moved it.
-    """
-    s_ = settings or FitSettings()
-    scan = _Scan(mesh)
-    with threadpool_limits(limits=1, user_api="blas"):
-        fit = _fit(scan, cnn, s_)
-    points, snap = _project(fit.landmarks(), scan, s_.snap_mm)
-    by_name = cnn.set_index("name").reindex(schema.LANDMARK_NAMES)
-    cnn_xyz = by_name[["x", "y", "z"]].to_numpy(float)
-    confidence = by_name["confidence"].to_numpy(float) if "confidence" in by_name else np.nan
-    local = []
-    for around in _landmark_neighbourhoods():
-        d = fit.vertex_distance[around]
-        d = d[np.isfinite(d)]
-        local.append(float(d.mean()) if len(d) else np.nan)
-    table = pd.DataFrame(
-        {
-            "name": schema.LANDMARK_NAMES,
-            "x": points[:, 0],
-            "y": points[:, 1],
-            "z": points[:, 2],
-            "confidence": np.round(confidence, 3),
-            "fit_residual_mm": np.round(local, 3),
-            "cnn_distance_mm": np.round(np.linalg.norm(points - cnn_xyz, axis=1), 3),
-            "snap_mm": np.round(snap, 3),
-            "status": "ok",
-        }
-    )
-    return table, fit
