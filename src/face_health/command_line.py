@@ -129,7 +129,7 @@ def landmarks(
         raise click.ClickException(f"{scan}: {qc['reason']}")
     detector = LandmarkDetector.from_checkpoint(checkpoint)
     try:
-        table, stage_qc = locate_landmarks(detector, mesh, method=method)
+        table, stage_qc, _ = locate_landmarks(detector, mesh, method=method)
     except ValueError as exc:
         raise click.ClickException(f"{scan}: {exc}") from exc
     # Ingest only rescales to millimetres, so the scan's own frame is one division away.

@@ -92,11 +92,12 @@ class ScanScorer:
     def align(self, mesh: trimesh.Trimesh) -> AlignedFace:
         """Landmarks (the model's detector), alignment to the model's template, face crop and
         the 20 regions: what the features are computed from."""
+        from face_health.landmarks.fitted import transfer_regions
         from face_health.landmarks.locate import fit_settings, locate_landmarks
         from face_health.regions import segment_regions
 
         landmarks = self.options.get("landmarks", {})
-        table, landmark_qc = locate_landmarks(
+        table, landmark_qc, fitted = locate_landmarks(
             self._landmark_detector(),
             mesh,
             method=str(landmarks.get("method", "fit")),
@@ -120,7 +121,12 @@ class ScanScorer:
             **{k: v for k, v in landmark_qc.items() if not k.startswith("fit_residual_mm_")},
             "alignment_residual_mm": round(fit["residual_mm"], 2),
         }
-        regions = segment_regions(aligned, aligned_landmarks)
+        topology = self.options.get("radiomics", {}).get("region_topology", "fitted")
+        if fitted is not None and topology == "fitted":
+            m = fit["matrix"]
+            regions = transfer_regions(aligned, fitted @ m[:3, :3].T + m[:3, 3])
+        else:
+            regions = segment_regions(aligned, aligned_landmarks)
         return AlignedFace(aligned, aligned_landmarks, regions, table, qc)
 
     def features(self, mesh: trimesh.Trimesh, subject_id: str) -> tuple[pd.DataFrame, dict]:

@@ -105,10 +105,11 @@ def test_a_scan_with_too_little_face_is_refused() -> None:
 def test_the_cnn_method_skips_the_fit() -> None:
     mesh, truth = _face(8)
     cnn = _cnn_table(truth, np.random.default_rng(9), 1.0)
-    table, qc = locate_landmarks(_FixedDetector(cnn), mesh, method="cnn")
-    assert qc["landmark_method"] == "cnn" and "fit_residual_mm" not in qc
+    table, qc, vertices = locate_landmarks(_FixedDetector(cnn), mesh, method="cnn")
+    assert qc["landmark_method"] == "cnn" and "fit_residual_mm" not in qc and vertices is None
     np.testing.assert_allclose(table[["x", "y", "z"]], cnn[["x", "y", "z"]])
-    table, qc = locate_landmarks(_FixedDetector(cnn), mesh, method="fit")
+    table, qc, vertices = locate_landmarks(_FixedDetector(cnn), mesh, method="fit")
+    assert vertices.shape == (load_face_model().n_vertices, 3)
     assert qc["fit_residual_mm"] < 0.4 and "fit_residual_mm_nose" in qc
     assert 0.5 < qc["fit_identity_rms"] < 1.5
     with pytest.raises(ValueError, match="unknown landmark method"):
@@ -129,3 +130,20 @@ def test_fit_settings_come_from_parameters() -> None:
     assert fit_settings(None) == FitSettings()
     with pytest.raises(ValueError, match="unknown model-fit settings"):
         fit_settings({"iterationz": 3})
+
+
+def test_regions_transferred_from_the_fit_match_the_model_topology() -> None:
+    from face_health.landmarks.fitted import model_face_regions, transfer_regions
+    from face_health.regions import region_qc
+
+    mesh, truth = _face(12)
+    fit = fit_face_model(mesh, _cnn_table(truth, np.random.default_rng(13), 1.0))
+    regions = transfer_regions(mesh, fit.vertices)
+    assert len(regions.labels) == len(mesh.faces)
+    assert region_qc(regions, mesh)["region_status"] == "ok"
+    fitted = trimesh.Trimesh(fit.vertices, load_face_model().faces, process=False)
+    labels = model_face_regions()
+    for i, region in enumerate(schema.REGIONS):
+        on_model = fitted.area_faces[labels == i].sum()
+        on_scan = mesh.area_faces[regions.labels == i].sum()
+        assert on_scan == pytest.approx(on_model, rel=0.1), region

@@ -276,19 +276,21 @@ def detect_one(
     min_confidence: float = 0.3,
     method: str = "fit",
     fit: dict[str, Any] | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, dict[str, Any], np.ndarray | None]:
     """The landmark stage on one scan (a mesh or its loader), for a per-subject worker:
     ``locate.locate_landmarks`` with the network of ``checkpoint`` (loaded once per process)
-    and the model-fit settings ``fit``. Returns the landmark table and the QC record."""
+    and the model-fit settings ``fit``. Returns the landmark table, the QC record and the
+    fitted model's vertices (float32; None with ``method="cnn"``)."""
     from face_health.landmarks.locate import fit_settings, locate_landmarks
 
     if checkpoint not in _DETECTORS:
         _DETECTORS[checkpoint] = LandmarkDetector.from_checkpoint(checkpoint)
     mesh = source() if callable(source) else source
-    return locate_landmarks(
+    table, qc, vertices = locate_landmarks(
         _DETECTORS[checkpoint],
         mesh,
         method=method,
         settings=fit_settings(fit),
         min_confidence=min_confidence,
     )
+    return table, qc, None if vertices is None else vertices.astype(np.float32)

@@ -42,8 +42,8 @@ def locate_landmarks(
     method: str = "fit",
     settings: FitSettings | None = None,
     min_confidence: float = 0.3,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Landmarks of ``mesh`` (mm) and the stage's QC record.
+) -> tuple[pd.DataFrame, dict[str, Any], np.ndarray | None]:
+    """Landmarks of ``mesh`` (mm), the stage's QC record and the fitted model's vertices.
 
     Returns a table ``name, x, y, z, confidence, status`` (with ``method="fit"`` also
     ``fit_residual_mm, cnn_distance_mm, snap_mm``) and a QC dict: ``landmark_method``,
@@ -51,7 +51,9 @@ def locate_landmarks(
     confidence is below ``min_confidence``), ``landmark_reason``,
     ``landmark_mean_confidence``, ``landmark_low_confidence`` and, for the fit,
     ``fit_residual_mm``, ``fit_coverage``, ``fit_refined_residual_mm`` and
-    ``fit_residual_mm_<region>`` for each of the 20 regions.
+    ``fit_residual_mm_<region>`` for each of the 20 regions. The third value is the fitted
+    model's ``(n, 3)`` vertices in the scan's frame (None with ``method="cnn"``): the dense
+    correspondence that ``fitted.transfer_regions`` cuts the regions with.
 
     Raises ``ValueError`` when no face is found or the model cannot follow the scan.
     """
@@ -70,11 +72,13 @@ def locate_landmarks(
         "landmark_mean_confidence": round(float(cnn["confidence"].mean()), 3),
         "landmark_low_confidence": len(low) + len(failed),
     }
+    vertices = None
     if method == "cnn":
         table = cnn[["name", "x", "y", "z", "confidence", "status"]].copy()
     else:
         s = settings or FitSettings()
         table, fit = fitted_landmarks(mesh, cnn, s)
+        vertices = fit.vertices
         qc |= {
             "fit_residual_mm": round(fit.residual_mm, 3),
             "fit_coverage": round(fit.coverage, 3),
@@ -101,4 +105,4 @@ def locate_landmarks(
             )
     qc["landmark_status"] = "warning" if reasons else "ok"
     qc["landmark_reason"] = "; ".join(reasons)
-    return table.reset_index(drop=True), qc
+    return table.reset_index(drop=True), qc, vertices

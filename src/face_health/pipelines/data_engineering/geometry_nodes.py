@@ -59,8 +59,10 @@ def detect_landmarks(
     clean_meshes: dict[str, Callable[[], trimesh.Trimesh]],
     landmark_model: dict,
     landmarks: dict[str, Any],
-) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """Landmarks of every clean mesh (mm, the mesh's frame), and a QC row per subject."""
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Landmarks of every clean mesh (mm, the mesh's frame), a QC row per subject, and the
+    face model fitted to each (its vertices ``x, y, z``, the mesh's frame; none with
+    ``landmarks.method: cnn``)."""
     with tempfile.TemporaryDirectory() as tmp:
         # Workers load the network once each from a file instead of receiving it per scan.
         path = Path(tmp) / "landmarks.pt"
@@ -75,15 +77,17 @@ def detect_landmarks(
             method=str(landmarks.get("method", "fit")),
             fit=landmarks.get("model_fit"),
         )
-    tables, rows = {}, []
+    tables, rows, fitted = {}, [], {}
     for sid, outcome in outcomes.items():
         if outcome.ok:
-            table, qc = outcome.value
+            table, qc, vertices = outcome.value
             tables[f"{sid}.csv"] = table
+            if vertices is not None:
+                fitted[sid] = pd.DataFrame(vertices, columns=["x", "y", "z"])
             rows.append({"subject_id": sid, **qc, "landmark_seconds": round(outcome.seconds, 3)})
         else:
             rows.append(outcome.failed_row("landmark"))
-    return tables, pd.DataFrame(rows)
+    return tables, pd.DataFrame(rows), fitted
 
 
 def make_template(
@@ -114,7 +118,7 @@ def _template(table: pd.DataFrame) -> Template:
 
 
 def _align_one(job: tuple, template_table: pd.DataFrame, options: dict) -> tuple:
-    mesh_loader, landmark_loader = job
+    mesh_loader, landmark_loader, fitted_loader = job
     table = landmark_loader()
     found = table[table["status"] == "ok"] if "status" in table else table
     mesh, moved, fit = align_face(
@@ -128,22 +132,35 @@ def _align_one(job: tuple, template_table: pd.DataFrame, options: dict) -> tuple
     qc = {k: v for k, v in fit.items() if k != "matrix"}
     qc["transform"] = " ".join(f"{v:.6g}" for v in fit["matrix"][:3].ravel())
     qc["n_faces_cropped"] = len(mesh.faces)
-    return mesh, moved_table, qc
+    fitted = None
+    if fitted_loader is not None:  # the fitted face model moves with the scan
+        m = fit["matrix"]
+        xyz = fitted_loader()[["x", "y", "z"]].to_numpy(float) @ m[:3, :3].T + m[:3, 3]
+        fitted = pd.DataFrame(xyz.astype(np.float32), columns=["x", "y", "z"])
+    return mesh, moved_table, qc, fitted
 
 
 def align_faces(
     clean_meshes: dict[str, Callable[[], trimesh.Trimesh]],
     detected_landmarks: dict[str, Callable[[], pd.DataFrame]],
+    fitted_faces: dict[str, Callable[[], pd.DataFrame]],
     template_landmarks: pd.DataFrame,
     alignment: dict[str, Any],
-) -> tuple[dict[str, trimesh.Trimesh], dict[str, pd.DataFrame], pd.DataFrame]:
+) -> tuple[
+    dict[str, trimesh.Trimesh], dict[str, pd.DataFrame], pd.DataFrame, dict[str, pd.DataFrame]
+]:
     """Move every face onto the template (similarity fit of landmarks) and crop to the face.
 
-    Returns the aligned meshes, their landmarks in the template frame, and a QC row each
-    (the transform, the scale and the landmark residual in mm).
+    Returns the aligned meshes, their landmarks in the template frame, a QC row each (the
+    transform, the scale and the landmark residual in mm), and the fitted face models moved
+    the same way (for the subjects that have one).
     """
     jobs = {
-        key.removesuffix(".csv"): (clean_meshes[key.removesuffix(".csv")], loader)
+        key.removesuffix(".csv"): (
+            clean_meshes[key.removesuffix(".csv")],
+            loader,
+            fitted_faces.get(key.removesuffix(".csv")),
+        )
         for key, loader in detected_landmarks.items()
         if key.removesuffix(".csv") in clean_meshes
     }
@@ -155,14 +172,16 @@ def align_faces(
         template_table=template_landmarks,
         options=alignment,
     )
-    meshes, landmark_tables, rows = {}, {}, []
+    meshes, landmark_tables, rows, fitted = {}, {}, [], {}
     limit = float(alignment.get("max_residual_mm", 6.0))
     for sid, outcome in outcomes.items():
         if not outcome.ok:
             rows.append(outcome.failed_row("alignment"))
             continue
-        mesh, moved, qc = outcome.value
+        mesh, moved, qc, moved_fit = outcome.value
         meshes[sid] = mesh
+        if moved_fit is not None:
+            fitted[sid] = moved_fit
         landmark_tables[f"{sid}.csv"] = moved
         high = qc["residual_mm"] > limit
         reason = f"landmark residual {qc['residual_mm']:.1f} mm > {limit:g} mm" if high else ""
@@ -174,7 +193,7 @@ def align_faces(
                 **qc,
             }
         )
-    return meshes, landmark_tables, pd.DataFrame(rows)
+    return meshes, landmark_tables, pd.DataFrame(rows), fitted
 
 
 def _render_one(mesh_loader: Callable[[], trimesh.Trimesh], options: dict) -> dict[str, np.ndarray]:

@@ -44,7 +44,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 geo.detect_landmarks,
                 ["clean_meshes", "landmark_model", "params:landmarks"],
-                ["detected_landmarks", "landmark_qc"],
+                ["detected_landmarks", "landmark_qc", "fitted_faces"],
                 name="detect_landmarks",
             ),
         ],
@@ -60,8 +60,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 geo.align_faces,
-                ["clean_meshes", "detected_landmarks", "template_landmarks", "params:alignment"],
-                ["aligned_meshes", "aligned_landmarks", "alignment_qc"],
+                [
+                    "clean_meshes",
+                    "detected_landmarks",
+                    "fitted_faces",
+                    "template_landmarks",
+                    "params:alignment",
+                ],
+                ["aligned_meshes", "aligned_landmarks", "alignment_qc", "aligned_fitted_faces"],
                 name="align_to_template",
             ),
         ],

@@ -14,6 +14,7 @@ import trimesh
 from face_health import schema
 from face_health.alignment import landmark_table_to_dict
 from face_health.facial_omics import FacialOmics, explained_variance_figure
+from face_health.landmarks.fitted import transfer_regions
 from face_health.parallel import map_subjects
 from face_health.radiomics import subject_radiomics
 from face_health.regions import region_map_figure, region_qc, segment_regions
@@ -106,13 +107,17 @@ def template_region_centroids(
 
 
 def _subject_regions(job: tuple, centroids: dict, options: dict) -> tuple:
-    mesh_loader, landmark_loader = job
+    mesh_loader, landmark_loader, fitted_loader = job
     mesh = mesh_loader()
-    table = landmark_loader()
-    landmarks = landmark_table_to_dict(
-        table[table["status"] == "ok"] if "status" in table else table
-    )
-    region_map = segment_regions(mesh, landmarks)
+    if fitted_loader is not None and options.get("region_topology", "fitted") == "fitted":
+        fitted = fitted_loader()[["x", "y", "z"]].to_numpy(float)
+        region_map = transfer_regions(mesh, fitted)
+    else:
+        table = landmark_loader()
+        landmarks = landmark_table_to_dict(
+            table[table["status"] == "ok"] if "status" in table else table
+        )
+        region_map = segment_regions(mesh, landmarks)
     qc = region_qc(region_map, mesh)
     row = subject_radiomics(
         mesh,
@@ -127,17 +132,22 @@ def _subject_regions(job: tuple, centroids: dict, options: dict) -> tuple:
 def extract_region_radiomics(
     aligned_meshes: dict[str, Callable[[], trimesh.Trimesh]],
     aligned_landmarks: dict[str, Callable[[], pd.DataFrame]],
+    aligned_fitted_faces: dict[str, Callable[[], pd.DataFrame]],
     template_region_centroids: dict[str, list[float]],
     radiomics: dict[str, Any],
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame, plt.Figure]:
     """Segment the 20 regions of every aligned face and extract their radiomic features.
+
+    With ``radiomics.region_topology: fitted`` (default) and a fitted face model for the
+    subject, the regions come from the model's fixed topology (``fitted.transfer_regions``);
+    otherwise (``scan``, or ``landmarks.method: cnn``) they are cut on the scan's own graph.
 
     Returns per-subject region labels (one row per mesh face), the ``region_radiomics``
     table (one row per subject, columns ``<region>__<feature>``), a QC row per subject and
     a picture of the region map on a few faces.
     """
     jobs = {
-        sid: (loader, aligned_landmarks[f"{sid}.csv"])
+        sid: (loader, aligned_landmarks[f"{sid}.csv"], aligned_fitted_faces.get(sid))
         for sid, loader in aligned_meshes.items()
         if f"{sid}.csv" in aligned_landmarks
     }

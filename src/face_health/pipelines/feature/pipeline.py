@@ -38,6 +38,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 [
                     "aligned_meshes",
                     "aligned_landmarks",
+                    "aligned_fitted_faces",
                     "template_region_centroids",
                     "params:radiomics",
                 ],
