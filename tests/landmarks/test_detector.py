@@ -125,3 +125,43 @@ def test_reshaped_training_faces_keep_landmarks_on_the_surface(scan) -> None:
         index = {n: i for i, n in enumerate(names)}
         widths.append(np.linalg.norm(moved_points[index["ex_l"]] - moved_points[index["ex_r"]]))
     assert np.ptp(widths) > 1.0  # each draw is another face
+
+
+def test_the_landmarks_command_fits_the_model_by_default(scan, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from face_health.command_line import main
+
+    path, truth = scan
+    out = tmp_path / "fit.csv"
+    result = CliRunner().invoke(main, ["landmarks", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "model fit: residual" in result.output
+    fitted = pd.read_csv(out).set_index("name")
+    assert {"confidence", "fit_residual_mm", "cnn_distance_mm"} <= set(fitted.columns)
+    assert fitted["fit_residual_mm"].between(0, 1.5).all()
+    error = np.linalg.norm(
+        fitted.loc[truth.index, ["x", "y", "z"]].to_numpy() - truth[["x", "y", "z"]].to_numpy(),
+        axis=1,
+    )
+    assert error.mean() < 1.5, dict(zip(truth.index, error.round(1), strict=True))
+    result = CliRunner().invoke(
+        main, ["landmarks", str(path), "--out", str(tmp_path / "cnn.csv"), "--method", "cnn"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "fit_residual_mm" not in pd.read_csv(tmp_path / "cnn.csv").columns
+
+
+def test_the_fit_keeps_demoface_within_reach(detector, real_scans) -> None:
+    """The real scan with reference points: CNN + model fit within 3.5 mm on average, no
+    point over 6 mm (reported: 2.6 mm, worst 4.5; never tuned on)."""
+    from face_health.landmarks.locate import locate_landmarks
+
+    folder = real_scans / "demoface"
+    mesh, qc = ingest_scan(folder / "DemoFace_10K.obj", "demoface")
+    table, stage_qc, _ = locate_landmarks(detector, mesh)
+    reference = np.loadtxt(folder / "DemoFaceLandmarks.csv", delimiter=",") * qc["scale_to_mm"]
+    found = table.set_index("name").loc[["en_r", "en_l", "prn", "ch_r", "ch_l"], ["x", "y", "z"]]
+    error = np.linalg.norm(found.to_numpy(float) - reference, axis=1)
+    assert error.mean() < 3.5 and error.max() < 6.0, error.round(2)
+    assert stage_qc["fit_residual_mm"] < 1.5
