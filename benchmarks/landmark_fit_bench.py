@@ -34,6 +34,7 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 import matplotlib
 
 matplotlib.use("Agg")
+import landmarks_bench  # noqa: E402  (the CNN stage's benchmark, beside this file)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -51,8 +52,8 @@ from face_health.scan import ingest_scan  # noqa: E402
 from face_health.splits import make_splits, subjects_in  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "real_scans"
-DEMOFACE_POINTS = ["en_r", "en_l", "prn", "ch_r", "ch_l"]
+REAL = landmarks_bench.REAL
+DEMOFACE_POINTS = landmarks_bench.DEMOFACE_POINTS
 NAMES = list(schema.LANDMARK_NAMES)
 
 
@@ -61,14 +62,8 @@ def _xyz(table: pd.DataFrame, names: list[str]) -> np.ndarray:
 
 
 def _summary(errors: np.ndarray) -> dict[str, float]:
-    e = errors[np.isfinite(errors)]
-    return {
-        "mean_mm": round(float(e.mean()), 3),
-        "median_mm": round(float(np.median(e)), 3),
-        "p95_mm": round(float(np.percentile(e, 95)), 3),
-        "max_mm": round(float(e.max()), 3),
-        "n": int(e.size),
-    }
+    """The CNN benchmark's summary (mean, median, 95th percentile, n) and the maximum."""
+    return {**landmarks_bench._summary(errors), "max_mm": round(float(np.nanmax(errors)), 3)}
 
 
 def _subjects(cohort: Path, split: str, limit: int | None) -> list[str]:
