@@ -137,7 +137,7 @@ def transfer_regions(
     each triangle takes the region of the fitted model's nearest triangle (by centres) when
     that one is within ``max_mm``, else none. The scan keeps its own resolution for texture
     and curvature while the boundaries come from the model's fixed topology; between two
-    samplings of the same face, region areas change by about 2 % this way against about
+    samplings of the same face, region areas change by about 1.6 % this way against about
     10 % for cycles cut on the scan's own graph (``benchmarks/region_topology_bench.py``).
     """
     model = load_face_model()
