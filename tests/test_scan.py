@@ -390,3 +390,24 @@ def test_lee_perry_smith_glb_ingests_with_texture() -> None:
     assert record["n_vertices"] == record["n_vertices_raw"] == 9279
     assert "texture taken from Map-COL.jpg" in record["reason"]
     assert record["status"] == "warning"  # non-metric units: ~8.6 units wide
+
+
+def test_ingest_settings_refuse_unknown_keys_and_match_the_function() -> None:
+    import inspect
+
+    from face_health.scan import IngestSettings
+
+    settings = IngestSettings.from_parameters(
+        {"units": "mm", "vertex_budget": 1000, "min_component_fraction": 0.2, "n_jobs": 2}
+    )
+    assert settings.as_kwargs() == {
+        "units": "mm",
+        "vertex_budget": 1000,
+        "min_component_fraction": 0.2,
+    }
+    with pytest.raises(ValueError, match="min_component_fractoin"):
+        IngestSettings.from_parameters({"min_component_fractoin": 0.2})
+    # the dataclass's defaults are the function's, so omitting a key means the same in both
+    defaults = inspect.signature(ingest_scan).parameters
+    for key, value in IngestSettings().as_kwargs().items():
+        assert defaults[key].default == value

@@ -22,7 +22,7 @@ import trimesh
 
 from face_health import schema
 from face_health.alignment import Template, align_face, landmark_table_to_dict
-from face_health.scan import ingest_scan
+from face_health.scan import IngestSettings, ingest_scan
 
 MODEL_NAME = "face_health"
 ARTIFACT_PATH = "face_health_model"
@@ -80,14 +80,10 @@ class ScanScorer:
     def ingest(
         self, source: str | Path | Callable[[], trimesh.Trimesh], subject_id: str
     ) -> tuple[trimesh.Trimesh | None, dict[str, Any]]:
-        """Read and clean one raw scan as the training run did: mesh in mm and its QC."""
-        ingest = self.options.get("ingest", {})
-        return ingest_scan(
-            source,
-            subject_id,
-            units=ingest.get("units", "auto"),
-            vertex_budget=int(ingest.get("vertex_budget", 60000)),
-        )
+        """Read and clean one raw scan as the training run did (the same ``IngestSettings``,
+        ``min_component_fraction`` included): mesh in mm and its QC."""
+        settings = IngestSettings.from_parameters(self.options.get("ingest"))
+        return ingest_scan(source, subject_id, **settings.as_kwargs())
 
     def align(self, mesh: trimesh.Trimesh) -> AlignedFace:
         """Landmarks (the model's detector), alignment to the model's template, face crop and

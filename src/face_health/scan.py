@@ -16,6 +16,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 from time import perf_counter
 from typing import Any
@@ -315,6 +316,34 @@ def clean_mesh(
     }
     mesh.metadata["cleaning_notes"] = list(notes)
     return mesh, notes
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """The ``ingest`` parameters that shape a clean mesh, one object for the pipeline's node
+    and for the scorer of new scans (so that both clean a scan the same way)."""
+
+    units: str = "auto"
+    vertex_budget: int = 60000
+    min_component_fraction: float = 0.05
+
+    @classmethod
+    def from_parameters(cls, options: dict[str, Any] | None) -> IngestSettings:
+        """From the ``ingest`` section (``n_jobs`` is the executor's); an unknown key is an
+        error that names it, so that a typo in the YAML is not silently ignored."""
+        options = {k: v for k, v in (options or {}).items() if k != "n_jobs"}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown ingest settings {unknown} (conf/*/parameters_data_engineering.yml, "
+                f"section ingest); known: {sorted(known | {'n_jobs'})}"
+            )
+        return cls(**options)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`ingest_scan`."""
+        return asdict(self)
 
 
 def ingest_scan(

@@ -15,7 +15,7 @@ from face_health.clinical import validate_clinical
 from face_health.parallel import map_subjects
 from face_health.raw_cohort import prepare_raw_cohort
 from face_health.reporting import contact_sheet, pick_diverse_subjects
-from face_health.scan import group_scan_files, ingest_scan
+from face_health.scan import IngestSettings, group_scan_files, ingest_scan
 from face_health.splits import make_splits
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,7 @@ def ingest_scans(
         jobs,
         n_jobs=int(ingest.get("n_jobs", 0)),
         desc="ingesting scans",
-        units=ingest.get("units", "auto"),
-        vertex_budget=int(ingest.get("vertex_budget", 60000)),
-        min_component_fraction=float(ingest.get("min_component_fraction", 0.05)),
+        **IngestSettings.from_parameters(ingest).as_kwargs(),
     )
     meshes: dict[str, trimesh.Trimesh] = {}
     rows = []
