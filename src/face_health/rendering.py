@@ -8,20 +8,31 @@ a 224 px view ~8 ms on 2 CPU cores with Mesa llvmpipe).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+from typing import TYPE_CHECKING, Any
 
-# Headless: EGL with Mesa needs no display. Must be set before PyOpenGL is first imported.
-os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+import numpy as np
+import trimesh
 
-import numpy as np  # noqa: E402
-import trimesh  # noqa: E402
+if TYPE_CHECKING:
+    import pyrender
 
-# pyrender 0.1.45 still uses ``np.infty``, which numpy 2 removed (scene bounds code path).
-if not hasattr(np, "infty"):
-    np.infty = np.inf  # noqa: NPY201 - the alias pyrender needs, deliberately
 
-import pyrender  # noqa: E402
+@functools.cache
+def _pyrender() -> Any:
+    """pyrender, imported on first use rather than on import of this module, after the two
+    things it needs here: headless EGL (Mesa needs no display; must be chosen before PyOpenGL
+    is first imported, and a caller's own choice is kept) and numpy's ``np.infty`` alias,
+    which numpy 2 removed and pyrender 0.1.45 still uses (scene bounds)."""
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    if not hasattr(np, "infty"):
+        np.infty = np.inf  # noqa: NPY201 - the alias pyrender needs, deliberately
+    import pyrender
+
+    return pyrender
+
 
 _CONTEXTS: dict[tuple[int, int], pyrender.OffscreenRenderer] = {}
 
@@ -37,7 +48,7 @@ def offscreen(size: int) -> pyrender.OffscreenRenderer:
     """
     key = (size, threading.get_ident())
     if key not in _CONTEXTS:
-        _CONTEXTS[key] = pyrender.OffscreenRenderer(size, size)
+        _CONTEXTS[key] = _pyrender().OffscreenRenderer(size, size)
     return _CONTEXTS[key]
 
 
@@ -127,22 +138,22 @@ class FaceRenderer:
         shown.apply_translation(-centre)
         if not textured:
             shown.visual = trimesh.visual.ColorVisuals(shown, vertex_colors=[180, 180, 180, 255])
-        node_mesh = pyrender.Mesh.from_trimesh(shown, smooth=True)
-        scene = pyrender.Scene(
+        node_mesh = _pyrender().Mesh.from_trimesh(shown, smooth=True)
+        scene = _pyrender().Scene(
             ambient_light=np.full(3, self.ambient), bg_color=[*self.background, 1.0]
         )
         head = scene.add(node_mesh)
         camera_pose = np.eye(4)
         camera_pose[2, 3] = self.distance_mm
         scene.add(
-            pyrender.PerspectiveCamera(
+            _pyrender().PerspectiveCamera(
                 yfov=np.radians(self.fov_deg), znear=10.0, zfar=self.distance_mm * 4
             ),
             pose=camera_pose,
         )
         # A key light from the camera, a little above: a neutral, repeatable studio light.
         light_pose = trimesh.transformations.rotation_matrix(np.radians(-15), [1, 0, 0])
-        scene.add(pyrender.DirectionalLight(intensity=self.light_intensity), pose=light_pose)
+        scene.add(_pyrender().DirectionalLight(intensity=self.light_intensity), pose=light_pose)
         colours, depths = [], []
         gl = self._gl()
         for yaw, pitch in views:
@@ -191,19 +202,19 @@ class OrthoRenderer:
         gl = offscreen(self.size)
         grey = mesh.copy()
         grey.visual = trimesh.visual.ColorVisuals(grey, vertex_colors=[200, 200, 200, 255])
-        geometry = pyrender.Scene(ambient_light=np.full(3, 0.15), bg_color=[0, 0, 0, 1])
-        geometry.add(pyrender.Mesh.from_trimesh(grey, smooth=True))
+        geometry = _pyrender().Scene(ambient_light=np.full(3, 0.15), bg_color=[0, 0, 0, 1])
+        geometry.add(_pyrender().Mesh.from_trimesh(grey, smooth=True))
         scenes = {"shaded": geometry}
         if colour and has_colour(mesh):
-            textured = pyrender.Scene(ambient_light=np.full(3, 0.6), bg_color=[0, 0, 0, 1])
-            textured.add(pyrender.Mesh.from_trimesh(mesh, smooth=True))
+            textured = _pyrender().Scene(ambient_light=np.full(3, 0.6), bg_color=[0, 0, 0, 1])
+            textured.add(_pyrender().Mesh.from_trimesh(mesh, smooth=True))
             scenes["colour"] = textured
         nodes = {}
         for name, scene in scenes.items():
-            cam = pyrender.OrthographicCamera(xmag=1.0, ymag=1.0, znear=1.0, zfar=5000.0)
+            cam = _pyrender().OrthographicCamera(xmag=1.0, ymag=1.0, znear=1.0, zfar=5000.0)
             cam_node = scene.add(cam)
             intensity = 2.5 if name == "shaded" else 1.0
-            light_node = scene.add(pyrender.DirectionalLight(intensity=intensity))
+            light_node = scene.add(_pyrender().DirectionalLight(intensity=intensity))
             nodes[name] = (cam, cam_node, light_node)
 
         out: dict[str, list] = {"shaded": [], "depth": []}
