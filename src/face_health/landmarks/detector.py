@@ -267,7 +267,15 @@ def write_checkpoint(checkpoint: dict, path: str | Path) -> None:
     torch.save(checkpoint, path)
 
 
-_DETECTORS: dict[str, LandmarkDetector] = {}  # one loaded network per worker process
+# The loaded network of a worker process, for its checkpoint file: one at a time (a new
+# checkpoint replaces it), so that a long session that runs the stage again and again does
+# not pile up networks; ``clear_detector_cache`` empties it.
+_DETECTORS: dict[str, LandmarkDetector] = {}
+
+
+def clear_detector_cache() -> None:
+    """Forget the network ``detect_one`` loaded in this process."""
+    _DETECTORS.clear()
 
 
 def detect_one(
@@ -284,6 +292,7 @@ def detect_one(
     from face_health.landmarks.locate import fit_settings, locate_landmarks
 
     if checkpoint not in _DETECTORS:
+        _DETECTORS.clear()
         _DETECTORS[checkpoint] = LandmarkDetector.from_checkpoint(checkpoint)
     mesh = source() if callable(source) else source
     table, qc, vertices = locate_landmarks(
