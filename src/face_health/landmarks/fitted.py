@@ -24,16 +24,9 @@ from face_health.landmarks.model_fit import FitSettings, ModelFit, _fit, _Scan
 from face_health.regions import RegionMap
 
 
-def project_to_scan(
-    points: np.ndarray, mesh: trimesh.Trimesh, max_mm: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _project(points: np.ndarray, scan: _Scan, max_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Points moved onto the scan's tangent plane at their nearest vertex when that vertex
     is within ``max_mm`` (and not on a border); returns the points and how far each moved."""
-    scan = _Scan(mesh)
-    return _project(points, scan, max_mm)
-
-
-def _project(points: np.ndarray, scan: _Scan, max_mm: float) -> tuple[np.ndarray, np.ndarray]:
     distance, nearest = scan.match(points)
     normal = scan.normals[nearest]
     offset = ((points - scan.vertices[nearest]) * normal).sum(axis=1)
