@@ -236,6 +236,11 @@ def crop_to_box(mesh: trimesh.Trimesh, lower: np.ndarray, upper: np.ndarray) -> 
     return mesh.submesh([keep], append=True)
 
 
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` points moved by a 4x4 (similarity) transform, as a mesh would be."""
+    return np.asarray(points, float) @ matrix[:3, :3].T + matrix[:3, 3]
+
+
 def align_face(
     mesh: trimesh.Trimesh,
     landmarks: dict[str, np.ndarray],

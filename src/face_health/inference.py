@@ -21,7 +21,7 @@ import pandas as pd
 import trimesh
 
 from face_health import schema
-from face_health.alignment import Template, align_face, landmark_table_to_dict
+from face_health.alignment import Template, align_face, landmark_table_to_dict, transform_points
 from face_health.scan import IngestSettings, ingest_scan
 
 MODEL_NAME = "face_health"
@@ -88,9 +88,8 @@ class ScanScorer:
     def align(self, mesh: trimesh.Trimesh) -> AlignedFace:
         """Landmarks (the model's detector), alignment to the model's template, face crop and
         the 20 regions: what the features are computed from."""
-        from face_health.landmarks.fitted import transfer_regions
+        from face_health.landmarks.fitted import face_regions
         from face_health.landmarks.locate import fit_settings, locate_landmarks
-        from face_health.regions import segment_regions
 
         landmarks = self.options.get("landmarks", {})
         table, landmark_qc, fitted = locate_landmarks(
@@ -117,12 +116,12 @@ class ScanScorer:
             **{k: v for k, v in landmark_qc.items() if not k.startswith("fit_residual_mm_")},
             "alignment_residual_mm": round(fit["residual_mm"], 2),
         }
-        topology = self.options.get("radiomics", {}).get("region_topology", "fitted")
-        if fitted is not None and topology == "fitted":
-            m = fit["matrix"]
-            regions = transfer_regions(aligned, fitted @ m[:3, :3].T + m[:3, 3])
-        else:
-            regions = segment_regions(aligned, aligned_landmarks)
+        regions = face_regions(
+            aligned,
+            aligned_landmarks,
+            None if fitted is None else transform_points(fit["matrix"], fitted),
+            self.options.get("radiomics", {}).get("region_topology", "fitted"),
+        )
         return AlignedFace(aligned, aligned_landmarks, regions, table, qc)
 
     def features(self, mesh: trimesh.Trimesh, subject_id: str) -> tuple[pd.DataFrame, dict]:

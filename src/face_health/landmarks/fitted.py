@@ -139,3 +139,21 @@ def transfer_regions(
     distance, nearest = cKDTree(fitted.triangles_center).query(mesh.triangles_center, workers=1)
     face_labels = np.where(distance < max_mm, labels[nearest], -1).astype(np.int64)
     return RegionMap(face_labels, {})
+
+
+def face_regions(
+    mesh: trimesh.Trimesh,
+    landmarks: dict[str, np.ndarray],
+    fitted_vertices: np.ndarray | None,
+    topology: str = "fitted",
+) -> RegionMap:
+    """The 20 regions of an aligned face: from its fitted face model (``topology="fitted"``,
+    when there is one) or cut by the landmark cycles on the mesh's own graph (``"scan"``).
+    The pipeline's node and the scorer of new scans both call this."""
+    from face_health.regions import segment_regions
+
+    if topology not in ("fitted", "scan"):
+        raise ValueError(f"unknown region topology {topology!r}; use 'fitted' or 'scan'")
+    if fitted_vertices is not None and topology == "fitted":
+        return transfer_regions(mesh, fitted_vertices)
+    return segment_regions(mesh, landmarks)

@@ -15,7 +15,13 @@ import trimesh
 from PIL import Image
 
 from face_health import schema
-from face_health.alignment import Template, align_face, build_template, landmark_table_to_dict
+from face_health.alignment import (
+    Template,
+    align_face,
+    build_template,
+    landmark_table_to_dict,
+    transform_points,
+)
 from face_health.landmarks.detector import detect_one, read_checkpoint, write_checkpoint
 from face_health.landmarks.fit import train_checkpoint
 from face_health.parallel import map_subjects
@@ -134,8 +140,7 @@ def _align_one(job: tuple, template_table: pd.DataFrame, options: dict) -> tuple
     qc["n_faces_cropped"] = len(mesh.faces)
     fitted = None
     if fitted_loader is not None:  # the fitted face model moves with the scan
-        m = fit["matrix"]
-        xyz = fitted_loader()[["x", "y", "z"]].to_numpy(float) @ m[:3, :3].T + m[:3, 3]
+        xyz = transform_points(fit["matrix"], fitted_loader()[["x", "y", "z"]].to_numpy(float))
         fitted = pd.DataFrame(xyz.astype(np.float32), columns=["x", "y", "z"])
     return mesh, moved_table, qc, fitted
 

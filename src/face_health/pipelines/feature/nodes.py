@@ -14,7 +14,7 @@ import trimesh
 from face_health import schema
 from face_health.alignment import landmark_table_to_dict
 from face_health.facial_omics import FacialOmics, explained_variance_figure
-from face_health.landmarks.fitted import transfer_regions
+from face_health.landmarks.fitted import face_regions
 from face_health.parallel import map_subjects
 from face_health.radiomics import subject_radiomics
 from face_health.regions import region_map_figure, region_qc, segment_regions
@@ -109,15 +109,12 @@ def template_region_centroids(
 def _subject_regions(job: tuple, centroids: dict, options: dict) -> tuple:
     mesh_loader, landmark_loader, fitted_loader = job
     mesh = mesh_loader()
-    if fitted_loader is not None and options.get("region_topology", "fitted") == "fitted":
-        fitted = fitted_loader()[["x", "y", "z"]].to_numpy(float)
-        region_map = transfer_regions(mesh, fitted)
-    else:
-        table = landmark_loader()
-        landmarks = landmark_table_to_dict(
-            table[table["status"] == "ok"] if "status" in table else table
-        )
-        region_map = segment_regions(mesh, landmarks)
+    table = landmark_loader()
+    landmarks = landmark_table_to_dict(
+        table[table["status"] == "ok"] if "status" in table else table
+    )
+    fitted = None if fitted_loader is None else fitted_loader()[["x", "y", "z"]].to_numpy(float)
+    region_map = face_regions(mesh, landmarks, fitted, options.get("region_topology", "fitted"))
     qc = region_qc(region_map, mesh)
     row = subject_radiomics(
         mesh,
