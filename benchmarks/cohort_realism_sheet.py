@@ -40,12 +40,13 @@ import pandas as pd  # noqa: E402
 import trimesh  # noqa: E402
 
 from face_health import schema  # noqa: E402
-from face_health.alignment import FRAME_LANDMARKS, landmark_frame, similarity_transform  # noqa: E402
+from face_health.alignment.similarity import FRAME_LANDMARKS, landmark_frame, similarity_transform  # noqa: E402
+from face_health.colour import has_colour  # noqa: E402
 from face_health.face_model import load_face_model  # noqa: E402
-from face_health.rendering import TEMPLATE_FACE_CENTRE, FaceRenderer, has_colour  # noqa: E402
+from face_health.ingest.scan import ingest_scan  # noqa: E402
 from face_health.reporting import pick_diverse_subjects  # noqa: E402
-from face_health.scan import ingest_scan  # noqa: E402
 from face_health.synthetic import write_cohort  # noqa: E402
+from face_health.views.rendering import TEMPLATE_FACE_CENTRE, FaceRenderer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "real_scans"

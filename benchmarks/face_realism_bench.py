@@ -52,7 +52,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from face_health import schema  # noqa: E402
-from face_health.alignment import landmark_frame, similarity_transform  # noqa: E402
+from face_health.alignment.similarity import landmark_frame, similarity_transform  # noqa: E402
 from face_health.face_model import FaceModel, load_face_model  # noqa: E402
 from face_health.synthetic import simulate_face, write_cohort  # noqa: E402
 from face_health.synthetic.anatomy import (  # noqa: E402
@@ -316,7 +316,7 @@ def detected_landmarks(
     path: Path, subject: str, detector: LandmarkDetector
 ) -> dict[str, np.ndarray] | None:
     """Landmarks the shipped detector finds on a scan (placed ones only), or None."""
-    from face_health.scan import ingest_scan
+    from face_health.ingest.scan import ingest_scan
 
     mesh, qc = ingest_scan(path, subject)
     if mesh is None:

@@ -22,11 +22,11 @@ import pandas as pd
 import torch
 
 from face_health import schema
-from face_health.alignment import landmark_table_to_dict
+from face_health.alignment.similarity import landmark_table_to_dict
 from face_health.datasets import MeshDataset
-from face_health.embedding import EmbeddingNet
-from face_health.radiomics import subject_radiomics
-from face_health.regions import segment_regions
+from face_health.embedding.model import EmbeddingNet
+from face_health.omics.radiomics import subject_radiomics
+from face_health.omics.regions import segment_regions
 
 ROOT = Path(__file__).resolve().parents[1]
 

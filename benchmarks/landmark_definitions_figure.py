@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from face_health import schema  # noqa: E402
 from face_health.face_model import FaceModel, load_face_model  # noqa: E402
-from face_health.rendering import FaceRenderer, head_rotation  # noqa: E402
+from face_health.views.rendering import FaceRenderer, head_rotation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

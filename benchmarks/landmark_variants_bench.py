@@ -29,17 +29,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from face_health import schema  # noqa: E402
-from face_health.alignment import landmark_frame  # noqa: E402
-from face_health.clinical import read_clinical, validate_clinical  # noqa: E402
+from face_health.alignment.similarity import landmark_frame  # noqa: E402
+from face_health.ingest.clinical import read_clinical, validate_clinical  # noqa: E402
+from face_health.ingest.scan import ingest_scan  # noqa: E402
+from face_health.ingest.splits import make_splits, subjects_in  # noqa: E402
 from face_health.landmarks.detector import LandmarkDetector  # noqa: E402
 from face_health.landmarks.views import (  # noqa: E402
     REAL_SCAN_VARIETY,
     TrainingViewSettings,
     _reshaped,
 )
-from face_health.rendering import OrthoRenderer  # noqa: E402
-from face_health.scan import ingest_scan  # noqa: E402
-from face_health.splits import make_splits, subjects_in  # noqa: E402
+from face_health.views.rendering import OrthoRenderer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMOFACE = ROOT.parent / "shared" / "real_scans" / "demoface"

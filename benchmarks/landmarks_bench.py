@@ -33,18 +33,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from face_health import schema  # noqa: E402
-from face_health.alignment import (  # noqa: E402
+from face_health.alignment.similarity import (  # noqa: E402
     align_to_template,
     build_template,
     crop_to_box,
     face_box,
     landmark_frame,
 )
-from face_health.clinical import read_clinical, validate_clinical  # noqa: E402
+from face_health.ingest.clinical import read_clinical, validate_clinical  # noqa: E402
+from face_health.ingest.scan import ingest_scan  # noqa: E402
+from face_health.ingest.splits import make_splits, subjects_in  # noqa: E402
 from face_health.landmarks.detector import LandmarkDetector  # noqa: E402
-from face_health.rendering import FaceRenderer, OrthoRenderer, render_directional_views  # noqa: E402
-from face_health.scan import ingest_scan  # noqa: E402
-from face_health.splits import make_splits, subjects_in  # noqa: E402
+from face_health.views.rendering import FaceRenderer, OrthoRenderer, render_directional_views  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "real_scans"

@@ -19,11 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from face_health import schema
-from face_health.clinical import read_clinical, validate_clinical
-from face_health.evaluation import evaluate
-from face_health.models import HealthModels
+from face_health.evaluation.metrics import evaluate
+from face_health.ingest.clinical import read_clinical, validate_clinical
+from face_health.ingest.splits import make_splits, subjects_in
+from face_health.modelling.models import HealthModels
 from face_health.parallel import torch_threads
-from face_health.splits import make_splits, subjects_in
 
 ROOT = Path(__file__).resolve().parents[1]
 LATENTS = [

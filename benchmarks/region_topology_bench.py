@@ -37,15 +37,15 @@ import trimesh  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
 
 from face_health import schema  # noqa: E402
-from face_health.alignment import landmark_frame  # noqa: E402
-from face_health.clinical import read_clinical, validate_clinical  # noqa: E402
+from face_health.alignment.similarity import landmark_frame  # noqa: E402
 from face_health.face_model import load_face_model  # noqa: E402
+from face_health.ingest.clinical import read_clinical, validate_clinical  # noqa: E402
+from face_health.ingest.decimation import decimate  # noqa: E402
+from face_health.ingest.scan import ingest_scan  # noqa: E402
+from face_health.ingest.splits import make_splits, subjects_in  # noqa: E402
 from face_health.landmarks.detector import LandmarkDetector  # noqa: E402
 from face_health.landmarks.fitted import fitted_landmarks, model_face_regions  # noqa: E402
-from face_health.mesh_decimation import decimate  # noqa: E402
-from face_health.regions import segment_regions  # noqa: E402
-from face_health.scan import ingest_scan  # noqa: E402
-from face_health.splits import make_splits, subjects_in  # noqa: E402
+from face_health.omics.regions import segment_regions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 K = len(schema.REGIONS)

@@ -8,7 +8,7 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from face_health import schema
-from face_health.alignment import (
+from face_health.alignment.similarity import (
     Template,
     align_to_template,
     build_template,

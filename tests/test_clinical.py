@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from face_health.clinical import ClinicalTableError, read_clinical, validate_clinical
+from face_health.ingest.clinical import ClinicalTableError, read_clinical, validate_clinical
 from face_health.schema import BINARY_TARGETS, ID_COLUMN, REGRESSION_TARGETS, TARGET_NAMES
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import CSVLogger
 
-from face_health.embedding import (
+from face_health.embedding.model import (
     EmbeddingModule,
     EmbeddingNet,
     TargetScaler,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from face_health.evaluation import (
+from face_health.evaluation.metrics import (
     age_plots,
     binary_metrics,
     bootstrap_ci,

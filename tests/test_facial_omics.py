@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from face_health.facial_omics import FacialOmics, explained_variance_figure
+from face_health.omics.pca import FacialOmics, explained_variance_figure
 
 
 def _table(n: int, seed: int = 0) -> pd.DataFrame:

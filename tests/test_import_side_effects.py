@@ -11,7 +11,7 @@ import sys
 def test_importing_rendering_sets_nothing_until_it_renders() -> None:
     code = (
         "import os, numpy\n"
-        "import face_health.rendering as r, face_health.landmarks.detector\n"
+        "import face_health.views.rendering as r, face_health.landmarks.detector\n"
         "assert 'PYOPENGL_PLATFORM' not in os.environ, 'set on import'\n"
         "assert not hasattr(numpy, 'infty'), 'patched on import'\n"
         "assert 'pyrender' not in __import__('sys').modules, 'pyrender imported on import'\n"

@@ -13,8 +13,8 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from face_health.evaluation import binary_metrics, regression_metrics
-from face_health.models import (
+from face_health.evaluation.metrics import binary_metrics, regression_metrics
+from face_health.modelling.models import (
     HealthModels,
     LinearBaseline,
     MaskedMLP,

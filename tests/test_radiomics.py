@@ -10,7 +10,7 @@ import trimesh
 from PIL import Image
 from scipy.spatial import Delaunay
 
-from face_health.radiomics import (
+from face_health.omics.radiomics import (
     MORPHOLOGY_NAMES,
     REGION_FEATURE_NAMES,
     MeshSurface,
@@ -22,8 +22,8 @@ from face_health.radiomics import (
     subject_radiomics,
     vertex_curvature,
 )
+from face_health.omics.texture import FEATURE_NAMES
 from face_health.synthetic import write_cohort
-from face_health.texture_features import FEATURE_NAMES
 
 
 def grid_patch(size: float = 20.0, n: int = 21) -> trimesh.Trimesh:

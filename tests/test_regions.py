@@ -11,8 +11,8 @@ import pytest
 import trimesh
 
 from face_health import schema
-from face_health.alignment import landmark_frame, landmark_table_to_dict
-from face_health.regions import (
+from face_health.alignment.similarity import landmark_frame, landmark_table_to_dict
+from face_health.omics.regions import (
     REGION_CYCLES,
     RegionMap,
     region_colours,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from face_health.cameras import orbit_camera
-from face_health.rendering import (
+from face_health.views.cameras import orbit_camera
+from face_health.views.rendering import (
     TEMPLATE_FACE_CENTRE,
     OrthoRenderer,
     directional_views,

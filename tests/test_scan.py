@@ -1,4 +1,4 @@
-"""Tests of reading, units, cleaning and QC of one scan (``face_health.scan``)."""
+"""Tests of reading, units, cleaning and QC of one scan (``face_health.ingest.scan``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import trimesh
 from kedro.io.core import DatasetError
 from PIL import Image
 
-from face_health.scan import (
+from face_health.colour import texture_image
+from face_health.ingest.scan import (
     QC_COLUMNS,
     ScanError,
     clean_mesh,
@@ -20,7 +21,6 @@ from face_health.scan import (
     infer_units,
     ingest_scan,
     read_scan,
-    texture_image,
     to_millimetres,
 )
 
@@ -395,7 +395,7 @@ def test_lee_perry_smith_glb_ingests_with_texture() -> None:
 def test_ingest_settings_refuse_unknown_keys_and_match_the_function() -> None:
     import inspect
 
-    from face_health.scan import IngestSettings
+    from face_health.ingest.scan import IngestSettings
 
     settings = IngestSettings.from_parameters(
         {"units": "mm", "vertex_budget": 1000, "min_component_fraction": 0.2, "n_jobs": 2}

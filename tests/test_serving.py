@@ -23,9 +23,9 @@ from PIL import Image
 
 from face_health import schema
 from face_health.command_line import main
-from face_health.inference import load_scorer
 from face_health.serving import ServingSettings, SettingsError, check_startup, create_app
 from face_health.serving.model_info import describe_model
+from face_health.serving.scorer import load_scorer
 from face_health.serving.settings import TOKEN_ENV_VAR, load_settings
 
 TOKEN = "test-token-0123456789abcdef"

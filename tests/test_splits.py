@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from face_health.ingest.splits import SPLITS, assert_disjoint, make_splits, subjects_in
 from face_health.schema import ID_COLUMN
-from face_health.splits import SPLITS, assert_disjoint, make_splits, subjects_in
 
 FRACTIONS = (0.7, 0.15, 0.15)
 

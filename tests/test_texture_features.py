@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from face_health.texture_features import (
+from face_health.omics.texture import (
     FEATURE_NAMES,
     colour_channels,
     glcm_features,

@@ -78,7 +78,7 @@ def simulate(
 @UNITS_OPTION
 def check_scan(scan: Path, units: str) -> None:
     """Read, clean and QC one scan; print its QC record as JSON (exit 1 if it failed)."""
-    from face_health.scan import ingest_scan
+    from face_health.ingest.scan import ingest_scan
 
     _, qc = ingest_scan(scan, scan.stem, units=units)
     click.echo(json.dumps(qc, indent=2, default=str))
@@ -120,9 +120,9 @@ def landmarks(
     residual and coverage on standard error. A scan that is not a face, or one the face model
     cannot follow, is an error with the reason.
     """
+    from face_health.ingest.scan import ingest_scan
     from face_health.landmarks.detector import LandmarkDetector
     from face_health.landmarks.locate import locate_landmarks
-    from face_health.scan import ingest_scan
 
     mesh, qc = ingest_scan(scan, scan.stem, units=units)
     if mesh is None:
@@ -246,7 +246,7 @@ def train_landmarks(
 )
 def predict(scan: Path, model: str | None, tracking_uri: str) -> None:
     """Predict age, clinical parameters and condition probabilities for SCAN; print JSON."""
-    from face_health.inference import json_record, load_scorer
+    from face_health.serving.scorer import json_record, load_scorer
 
     try:
         scorer = load_scorer(model, tracking_uri)

@@ -7,8 +7,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import trimesh  # noqa: E402
 
-from face_health.alignment import landmark_frame  # noqa: E402
-from face_health.rendering import FaceRenderer  # noqa: E402
+from face_health.alignment.similarity import landmark_frame  # noqa: E402
+from face_health.views.rendering import FaceRenderer  # noqa: E402
 
 
 def pick_diverse_subjects(clinical: pd.DataFrame, n: int) -> list[str]:
@@ -73,7 +73,7 @@ def contact_sheet(
 
 def template_figure(template) -> plt.Figure:
     """The template face with its landmarks: mesh rendered front and side, points labelled."""
-    from face_health.rendering import TEMPLATE_FACE_CENTRE
+    from face_health.views.rendering import TEMPLATE_FACE_CENTRE
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.4))
     pts = template.landmarks

@@ -13,8 +13,9 @@ from kedro.io.core import DatasetError
 from kedro_datasets.partitions import PartitionedDataset
 from PIL import Image
 
+from face_health.colour import texture_image
 from face_health.datasets import MeshDataset
-from face_health.scan import group_scan_files, ingest_scan, texture_image
+from face_health.ingest.scan import group_scan_files, ingest_scan
 
 RADIUS_MM = 80.0
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import trimesh
 
-from face_health.cameras import orbit_camera
 from face_health.landmarks.consensus import (
     COLUMNS,
     consensus_landmarks,
@@ -14,6 +13,7 @@ from face_health.landmarks.consensus import (
     snap_to_surface,
     triangulate,
 )
+from face_health.views.cameras import orbit_camera
 
 # Yaw / pitch of 10 orbit views, up to 50 degrees apart, as the renderer places them.
 VIEWS = [(0, 0), (-45, 0), (-25, 0), (25, 0), (45, 0), (0, -30), (0, 30), (-30, 20), (30, -20),

@@ -11,8 +11,8 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from face_health import schema
+from face_health.ingest.scan import ingest_scan
 from face_health.landmarks.detector import LandmarkDetector, shipped_checkpoint
-from face_health.scan import ingest_scan
 from face_health.synthetic import write_cohort
 
 
@@ -101,7 +101,7 @@ def test_a_face_turned_away_on_its_side_and_in_other_units_is_found(detector, sc
 def test_reshaped_training_faces_keep_landmarks_on_the_surface(scan) -> None:
     """The shape-variety augmentation moves mesh and landmarks by one map: the landmarks stay
     where the surface took them, while the proportions change."""
-    from face_health.alignment import landmark_frame
+    from face_health.alignment.similarity import landmark_frame
     from face_health.landmarks.consensus import snap_to_surface
     from face_health.landmarks.views import TrainingViewSettings, _reshaped
 

@@ -134,7 +134,7 @@ def test_fit_settings_come_from_parameters() -> None:
 
 def test_regions_transferred_from_the_fit_match_the_model_topology() -> None:
     from face_health.landmarks.fitted import model_face_regions, transfer_regions
-    from face_health.regions import region_qc
+    from face_health.omics.regions import region_qc
 
     mesh, truth = _face(12)
     fit = fit_face_model(mesh, _cnn_table(truth, np.random.default_rng(13), 1.0))

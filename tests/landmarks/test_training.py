@@ -313,10 +313,10 @@ def test_retraining_on_annotated_scans_can_start_from_the_shipped_network(tmp_pa
     scans and fine-tune the shipped network, with the real-scan variety switched on."""
     import pandas as pd
 
+    from face_health.ingest.scan import read_scan
     from face_health.landmarks.detector import read_checkpoint
     from face_health.landmarks.fit import train_checkpoint
     from face_health.landmarks.views import REAL_SCAN_VARIETY
-    from face_health.scan import read_scan
     from face_health.synthetic import write_cohort
 
     cohort = tmp_path / "cohort"

@@ -10,7 +10,7 @@ import pytest
 from conftest import kedro_run
 
 from face_health import schema
-from face_health.inference import column_name, load_scorer
+from face_health.serving.scorer import column_name, load_scorer
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """``MeshDataset`` loads and saves one textured triangle mesh with trimesh, on any fsspec
-filesystem. Loading goes through :func:`face_health.scan.read_scan`, so every scan format the
+filesystem. Loading goes through :func:`face_health.ingest.scan.read_scan`, so every scan format the
 project accepts (OBJ + MTL + texture, PLY, STL, OFF, GLB/glTF) reads the same way.
 """
 
@@ -17,7 +17,7 @@ import fsspec
 import trimesh
 from kedro.io.core import AbstractDataset, DatasetError, get_filepath_str, get_protocol_and_path
 
-from face_health.scan import COMPANION_SUFFIXES, MESH_SUFFIXES, ScanError, read_scan
+from face_health.ingest.scan import COMPANION_SUFFIXES, MESH_SUFFIXES, ScanError, read_scan
 
 #: Formats :meth:`MeshDataset.save` writes. GLB is the project's intermediate format: one file
 #: holding geometry, UV, the texture image and ``mesh.metadata`` (as glTF ``extras``).
@@ -89,7 +89,8 @@ class MeshDataset(AbstractDataset[trimesh.Trimesh, trimesh.Trimesh]):
             Path to the mesh, optionally with a protocol (``s3://``, ``memory://``); local if
             none. Its suffix picks the save format.
         load_args : dict, optional
-            Keyword arguments of :func:`face_health.scan.read_scan` (e.g. ``companion_texture``).
+            Keyword arguments of :func:`face_health.ingest.scan.read_scan` (e.g.
+            ``companion_texture``).
         save_args : dict, optional
             Keyword arguments of trimesh's exporter for the format (e.g. ``include_normals``).
         fs_args : dict, optional

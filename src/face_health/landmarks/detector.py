@@ -26,14 +26,14 @@ import pandas as pd
 import torch
 import trimesh
 
-from face_health.alignment import landmark_frame
-from face_health.cameras import OrthoCamera, orbit_camera
+from face_health.alignment.similarity import landmark_frame
+from face_health.ingest.decimation import decimate
 from face_health.landmarks.consensus import consensus_landmarks
 from face_health.landmarks.network import HeatmapNet, decode_heatmaps
 from face_health.landmarks.training import load_landmark_model
 from face_health.landmarks.views import FACE_CENTRE, network_input
-from face_health.mesh_decimation import decimate
-from face_health.rendering import OrthoRenderer
+from face_health.views.cameras import OrthoCamera, orbit_camera
+from face_health.views.rendering import OrthoRenderer
 
 #: The checkpoint trained by the project on its synthetic cohort, shipped in the package.
 SHIPPED_CHECKPOINT = "landmarks_synthetic.pt"

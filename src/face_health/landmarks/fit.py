@@ -18,9 +18,9 @@ import pandas as pd
 import trimesh
 
 from face_health import schema
+from face_health.ingest.scan import read_scan
 from face_health.landmarks.views import TrainingViewSettings, training_views
 from face_health.parallel import map_subjects
-from face_health.scan import read_scan
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ _RENDERER = None  # one OpenGL context per worker process
 
 def _renderer(size: int):
     global _RENDERER
-    from face_health.rendering import OrthoRenderer
+    from face_health.views.rendering import OrthoRenderer
 
     if _RENDERER is None or _RENDERER.size != size:
         _RENDERER = OrthoRenderer(size)
@@ -181,9 +181,9 @@ def train_from_cohort_folder(cohort: Path, out: Path, options: dict[str, Any]) -
     training split fits, the validation split stops early; writes the checkpoint to ``out``."""
     import torch
 
-    from face_health.clinical import read_clinical, validate_clinical
-    from face_health.scan import group_scan_files
-    from face_health.splits import make_splits, subjects_in
+    from face_health.ingest.clinical import read_clinical, validate_clinical
+    from face_health.ingest.scan import group_scan_files
+    from face_health.ingest.splits import make_splits, subjects_in
 
     cohort = Path(cohort)
     files = [str(p.relative_to(cohort / "scans")) for p in (cohort / "scans").rglob("*")]

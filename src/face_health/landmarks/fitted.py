@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from face_health import schema
 from face_health.face_model import load_face_model
 from face_health.landmarks.model_fit import FitSettings, ModelFit, _fit, _Scan
-from face_health.regions import RegionMap
+from face_health.omics.regions import RegionMap
 
 
 def _project(points: np.ndarray, scan: _Scan, max_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +41,7 @@ def model_face_regions() -> np.ndarray:
     """``(m,)`` region index (``schema.REGIONS``) of each model triangle, -1 outside every
     region: the 20 landmark-cycle regions cut once on the mean face's graph, so that every
     fit carries them on the same triangles."""
-    from face_health.regions import segment_regions
+    from face_health.omics.regions import segment_regions
 
     model = load_face_model()
     points = dict(zip(schema.LANDMARK_NAMES, model.landmarks(model.mean), strict=True))
@@ -150,7 +150,7 @@ def face_regions(
     """The 20 regions of an aligned face: from its fitted face model (``topology="fitted"``,
     when there is one) or cut by the landmark cycles on the mesh's own graph (``"scan"``).
     The pipeline's node and the scorer of new scans both call this."""
-    from face_health.regions import segment_regions
+    from face_health.omics.regions import segment_regions
 
     if topology not in ("fitted", "scan"):
         raise ValueError(f"unknown region topology {topology!r}; use 'fitted' or 'scan'")

@@ -5,7 +5,7 @@ A view of a scan, ``(C, S, S)``, goes through a truncated timm encoder and a sma
 targets are Gaussians centred on the keypoints; decoding finds each map's peak to sub-pixel
 precision.
 
-Pixel conventions follow ``face_health.cameras``: ``(col, row)``, pixel centres at integers,
+Pixel conventions follow ``face_health.views.cameras``: ``(col, row)``, pixel centres at integers,
 row 0 at the top. Heatmap pixel ``h`` covers input pixels ``h * stride .. (h + 1) * stride``,
 so its centre is input pixel ``(h + 0.5) * stride - 0.5``.
 """

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-from face_health.alignment import landmark_frame
-from face_health.cameras import OrthoCamera, orbit_camera
-from face_health.mesh_decimation import decimate
-from face_health.rendering import OrthoRenderer
+from face_health.alignment.similarity import landmark_frame
+from face_health.ingest.decimation import decimate
+from face_health.views.cameras import OrthoCamera, orbit_camera
+from face_health.views.rendering import OrthoRenderer
 
 CHANNELS = ("shaded", "depth", "texture")
 #: Network input values where nothing was rendered (shaded, depth, texture).

@@ -25,7 +25,6 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from face_health.inference import json_record
 from face_health.serving.errors import ApiError, error_body
 from face_health.serving.middleware import (
     RequestContextMiddleware,
@@ -38,6 +37,7 @@ from face_health.serving.responses import (
     Health,
     Prediction,
 )
+from face_health.serving.scorer import json_record
 from face_health.serving.settings import ServingSettings
 from face_health.serving.uploads import Limits, prepare_scan, receive_upload, remove_folder
 
@@ -46,7 +46,7 @@ DEFAULT_SUBJECT_ID = "scan"
 
 
 class Scorer(Protocol):
-    """What the app needs of a model: :class:`face_health.inference.ScanScorer` fits."""
+    """What the app needs of a model: :class:`face_health.serving.scorer.ScanScorer` fits."""
 
     run_id: str
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from face_health.scan import MESH_SUFFIXES
+from face_health.ingest.scan import MESH_SUFFIXES
 from face_health.serving.errors import ApiError
 
 #: What the service accepts is what ingest reads.

@@ -22,7 +22,7 @@ def build_app(settings: ServingSettings) -> FastAPI:
     LookupError
         No model given and none trained in the tracking backend.
     """
-    from face_health.inference import load_scorer, resolve_model_uri
+    from face_health.serving.scorer import load_scorer, resolve_model_uri
 
     uri = resolve_model_uri(settings.model, settings.tracking_uri)
     scorer = load_scorer(uri, settings.tracking_uri)

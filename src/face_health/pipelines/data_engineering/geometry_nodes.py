@@ -15,20 +15,20 @@ import trimesh
 from PIL import Image
 
 from face_health import schema
-from face_health.alignment import (
+from face_health.alignment.similarity import (
     Template,
     align_face,
     build_template,
     landmark_table_to_dict,
     transform_points,
 )
+from face_health.ingest.splits import subjects_in
 from face_health.landmarks.detector import detect_one, read_checkpoint, write_checkpoint
 from face_health.landmarks.fit import train_checkpoint
 from face_health.parallel import map_subjects
-from face_health.rendering import render_directional_views
 from face_health.reporting import template_figure, views_contact_sheet
-from face_health.splits import subjects_in
 from face_health.tracking import lightning_logger
+from face_health.views.rendering import render_directional_views
 
 logger = logging.getLogger(__name__)
 

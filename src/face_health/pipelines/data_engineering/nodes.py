@@ -10,13 +10,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import trimesh
 
-from face_health.alignment import landmark_table_to_dict
-from face_health.clinical import validate_clinical
+from face_health.alignment.similarity import landmark_table_to_dict
+from face_health.ingest.clinical import validate_clinical
+from face_health.ingest.raw_cohort import prepare_raw_cohort
+from face_health.ingest.scan import IngestSettings, group_scan_files, ingest_scan
+from face_health.ingest.splits import make_splits
 from face_health.parallel import map_subjects
-from face_health.raw_cohort import prepare_raw_cohort
 from face_health.reporting import contact_sheet, pick_diverse_subjects
-from face_health.scan import IngestSettings, group_scan_files, ingest_scan
-from face_health.splits import make_splits
 
 logger = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ import pandas as pd
 import trimesh
 
 from face_health import schema
-from face_health.alignment import landmark_table_to_dict
-from face_health.facial_omics import FacialOmics, explained_variance_figure
+from face_health.alignment.similarity import landmark_table_to_dict
+from face_health.ingest.splits import subjects_in
 from face_health.landmarks.fitted import face_regions
+from face_health.omics.pca import FacialOmics, explained_variance_figure
+from face_health.omics.radiomics import subject_radiomics
+from face_health.omics.regions import region_map_figure, region_qc, segment_regions
 from face_health.parallel import map_subjects
-from face_health.radiomics import subject_radiomics
-from face_health.regions import region_map_figure, region_qc, segment_regions
-from face_health.splits import subjects_in
 from face_health.tracking import lightning_logger
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def train_embedding_model(
 ) -> tuple[Any, dict[str, float]]:
     """Fit the multi-task ResNet-50 on the training split's views (early stopping on the
     validation split); per-epoch metrics go to the MLflow run."""
-    from face_health.embedding import ViewDataModule, fit_embedding_model
+    from face_health.embedding.model import ViewDataModule, fit_embedding_model
 
     names = list(embedding.get("targets", schema.TARGET_NAMES))
     data = ViewDataModule(
@@ -78,7 +78,7 @@ def embed_subjects(
     embedding_model: Any, face_views: dict[str, Callable], embedding: dict[str, Any]
 ) -> pd.DataFrame:
     """One embedding per subject (every split): the mean (or concatenation) of its views'."""
-    from face_health.embedding import subject_embeddings
+    from face_health.embedding.model import subject_embeddings
 
     return subject_embeddings(
         embedding_model,
@@ -173,7 +173,7 @@ def extract_region_radiomics(
 
 
 def _labels_to_map(table: pd.DataFrame):
-    from face_health.regions import RegionMap
+    from face_health.omics.regions import RegionMap
 
     return RegionMap(labels=table["region"].to_numpy(), boundaries={})
 

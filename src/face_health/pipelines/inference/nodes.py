@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from face_health.inference import load_scorer, predictions_table
-from face_health.scan import group_scan_files
+from face_health.ingest.scan import group_scan_files
+from face_health.serving.scorer import load_scorer, predictions_table
 from face_health.synthetic import CohortSettings, ensure_cohort
 
 logger = logging.getLogger(__name__)

@@ -10,11 +10,17 @@ import numpy as np
 import pandas as pd
 
 from face_health import schema
-from face_health.evaluation import age_plots, condition_plots, evaluate, model_card, summary_figure
-from face_health.inference import ScanScorer, log_scorer
-from face_health.models import HealthModels
+from face_health.evaluation.metrics import (
+    age_plots,
+    condition_plots,
+    evaluate,
+    model_card,
+    summary_figure,
+)
+from face_health.ingest.splits import subjects_in
+from face_health.modelling.models import HealthModels
 from face_health.parallel import torch_threads
-from face_health.splits import subjects_in
+from face_health.serving.scorer import ScanScorer, log_scorer
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ pieces of faces that remain, and gives each piece to the region whose boundary e
 a 2D unwrapping of the face. A face therefore gets at most one label: regions never overlap,
 by construction.
 
-Faces are expected aligned to the template (``face_health.alignment``): millimetres, nose tip
+Faces are expected aligned to the template (``face_health.alignment.similarity``):
+millimetres, nose tip
 near the origin, looking along +z, +y up, the subject's left at +x.
 """
 

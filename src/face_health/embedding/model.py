@@ -5,7 +5,7 @@ to ``N > 100`` dimensions; ``MultiTaskHeads`` predicts every target from that N-
 (regression targets standardised by a ``TargetScaler`` fitted on the training split, binary
 targets and conditions as logits). ``ViewDataModule`` owns the views: each training epoch
 draws a few random views per training subject; validation uses a fixed set of views (the data
-side lives in :mod:`face_health.embedding_data`, its names are importable from here too).
+side lives in :mod:`face_health.embedding.data`, its names are importable from here too).
 ``EmbeddingModule`` trains both with a masked loss (missing labels are NaN), and
 ``subject_embeddings`` turns a trained module into one row per subject.
 """
@@ -27,7 +27,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from face_health.embedding_data import (
+from face_health.embedding.data import (
     IMAGE_MEAN,
     IMAGE_STD,
     RandomViewSampler,

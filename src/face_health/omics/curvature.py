@@ -4,7 +4,7 @@
 Gaussian curvature from the angle defect over mixed Voronoi areas (Meyer et al. 2003), leaves
 the mesh boundary NaN and smooths both fields over the 1-ring to a chosen radius in
 millimetres; :class:`VertexCurvature` holds the result and derives the Koenderink shape index.
-The region morphology of :mod:`face_health.radiomics` reads them through ``MeshSurface``.
+The region morphology of :mod:`face_health.omics.radiomics` reads them through ``MeshSurface``.
 """
 
 from __future__ import annotations

@@ -21,8 +21,13 @@ import pandas as pd
 import trimesh
 
 from face_health import schema
-from face_health.alignment import Template, align_face, landmark_table_to_dict, transform_points
-from face_health.scan import IngestSettings, ingest_scan
+from face_health.alignment.similarity import (
+    Template,
+    align_face,
+    landmark_table_to_dict,
+    transform_points,
+)
+from face_health.ingest.scan import IngestSettings, ingest_scan
 
 MODEL_NAME = "face_health"
 ARTIFACT_PATH = "face_health_model"
@@ -35,7 +40,7 @@ class AlignedFace:
 
     mesh: trimesh.Trimesh
     landmarks: dict[str, np.ndarray]
-    regions: Any  # face_health.regions.RegionMap
+    regions: Any  # face_health.omics.regions.RegionMap
     detected: pd.DataFrame
     qc: dict[str, Any]
 
@@ -126,10 +131,10 @@ class ScanScorer:
 
     def features(self, mesh: trimesh.Trimesh, subject_id: str) -> tuple[pd.DataFrame, dict]:
         """Global + local features of one clean mesh (mm), and the QC of each stage."""
-        from face_health.embedding import subject_embeddings
-        from face_health.radiomics import subject_radiomics
-        from face_health.regions import region_qc
-        from face_health.rendering import render_directional_views
+        from face_health.embedding.model import subject_embeddings
+        from face_health.omics.radiomics import subject_radiomics
+        from face_health.omics.regions import region_qc
+        from face_health.views.rendering import render_directional_views
 
         face = self.align(mesh)
         qc: dict[str, Any] = dict(face.qc)

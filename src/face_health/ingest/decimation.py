@@ -4,7 +4,7 @@
 colours; :func:`decimate` simplifies a mesh to a vertex budget with fast-simplification, first
 with the UV seams of a textured mesh held as fixed borders so texture charts stay closed, and
 :func:`_carry_visuals` gives the decimated vertices the UV or colour of the nearest original
-vertex, splitting them where seam copies disagree. :func:`face_health.scan.clean_mesh` uses
+vertex, splitting them where seam copies disagree. :func:`face_health.ingest.scan.clean_mesh` uses
 them.
 """
 
@@ -15,15 +15,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-
-def _visual_kind(mesh: trimesh.Trimesh) -> str | None:
-    """'texture' (one UV per vertex), 'vertex', 'face' or None; trimesh can say 'texture'
-    for a visual whose UV it dropped (e.g. an OBJ cut short), so check the UV itself."""
-    kind = getattr(mesh.visual, "kind", None)
-    if kind == "texture":
-        uv = getattr(mesh.visual, "uv", None)
-        return "texture" if uv is not None and len(uv) == len(mesh.vertices) else None
-    return kind
+from face_health.colour import visual_kind
 
 
 def _subset(mesh: trimesh.Trimesh, face_mask: np.ndarray) -> trimesh.Trimesh:
@@ -34,7 +26,7 @@ def _subset(mesh: trimesh.Trimesh, face_mask: np.ndarray) -> trimesh.Trimesh:
     remap = np.cumsum(used) - 1
     out = trimesh.Trimesh(mesh.vertices[used], remap[faces], process=False)
     out.metadata = dict(mesh.metadata)
-    visual, kind = mesh.visual, _visual_kind(mesh)
+    visual, kind = mesh.visual, visual_kind(mesh)
     if kind == "texture":
         out.visual = trimesh.visual.TextureVisuals(uv=visual.uv[used], material=visual.material)
     elif kind == "vertex":
@@ -52,7 +44,7 @@ def decimate(mesh: trimesh.Trimesh, budget: int) -> trimesh.Trimesh:
     the welded geometry is simplified instead (faces across a seam may then smear texture).
     """
     first, weld = trimesh.grouping.unique_rows(mesh.vertices)
-    if _visual_kind(mesh) == "texture":
+    if visual_kind(mesh) == "texture":
         out = _simplify(mesh, mesh.vertices, mesh.faces, weld, budget, preserve_border=True)
         if len(out.vertices) <= budget:
             return out
@@ -94,7 +86,7 @@ def _carry_visuals(
     the UV of the original face nearest its new face, and new vertices split where faces
     disagree, so seams stay seams.
     """
-    kind = _visual_kind(mesh)
+    kind = visual_kind(mesh)
     tree = cKDTree(mesh.vertices)
     if kind != "texture":
         out = trimesh.Trimesh(points, faces, process=False)

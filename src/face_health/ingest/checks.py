@@ -4,8 +4,8 @@ A parser given a file that is not what its suffix claims (an image renamed ``.ob
 or truncated download, an OBJ whose faces use vertices it lacks) either guesses or fails with a
 message nobody can act on. These checks reject such files up front with a :class:`ScanError`
 that says in plain words what is wrong, and list the missing materials and texture images an
-OBJ names. :func:`face_health.scan.read_scan` calls them; ``ScanError`` is importable from
-:mod:`face_health.scan` too.
+OBJ names. :func:`face_health.ingest.scan.read_scan` calls them; ``ScanError`` is importable from
+:mod:`face_health.ingest.scan` too.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ a normalised tensor; ``ViewDataset`` serves ``(subject_id, view)`` samples,
 ``RandomViewSampler`` draws a few random views per subject and epoch, ``first_ring_views``
 picks the fixed validation views, and ``ViewDataModule`` ties them into Lightning's data
 module by subject-level split. The networks and their training live in
-:mod:`face_health.embedding`.
+:mod:`face_health.embedding.model`.
 """
 
 from __future__ import annotations

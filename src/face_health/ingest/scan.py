@@ -4,8 +4,8 @@ The first stage of the method: a raw file (OBJ + MTL + texture, PLY, STL, OFF, G
 becomes one clean triangle mesh in millimetres with its colour (UV + image, or vertex
 colours), and one QC record that says in plain words what was wrong with it.
 :func:`ingest_scan` never raises for bad scan data, so one broken file cannot stop a cohort.
-The checks of a file's content live in :mod:`face_health.scan_checks`, the seam-preserving
-decimation in :mod:`face_health.mesh_decimation`.
+The checks of a file's content live in :mod:`face_health.ingest.checks`, the seam-preserving
+decimation in :mod:`face_health.ingest.decimation`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from face_health.mesh_decimation import _subset, _visual_kind, decimate
-from face_health.scan_checks import ScanError, _check_content, _check_obj, _obj_index_error
+from face_health.colour import has_vertex_colors, texture_image, visual_kind
+from face_health.ingest.checks import ScanError, _check_content, _check_obj, _obj_index_error
+from face_health.ingest.decimation import _subset, decimate
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 COMPANION_SUFFIXES = (
@@ -88,25 +89,6 @@ def group_scan_files(relative_paths: Iterable[str]) -> tuple[dict[str, str], dic
     return scans, rejected
 
 
-def texture_image(mesh: trimesh.Trimesh) -> Image.Image | None:
-    """The mesh's texture image, or None when it has no UV or no real image."""
-    if _visual_kind(mesh) != "texture":
-        return None
-    material = mesh.visual.material
-    image = getattr(material, "baseColorTexture", None)
-    if image is None:
-        image = getattr(material, "image", None)
-    # trimesh puts a 2 x 2 one-colour placeholder where a file named no image or lost it
-    if image is None or image.width * image.height <= 4:
-        return None
-    return image
-
-
-def has_vertex_colors(mesh: trimesh.Trimesh) -> bool:
-    """True when the mesh carries per-vertex colours."""
-    return _visual_kind(mesh) == "vertex"
-
-
 def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> trimesh.Trimesh:
     """Read one scan file into one mesh, keeping its texture or vertex colours.
 
@@ -163,7 +145,7 @@ def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> tri
     mesh = meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
     if fmt == ".stl":
         mesh.merge_vertices()  # STL stores every triangle corner apart; weld for connectivity
-    untextured = _visual_kind(mesh) == "texture" and texture_image(mesh) is None
+    untextured = visual_kind(mesh) == "texture" and texture_image(mesh) is None
     image_path = _companion_image(path) if companion_texture and untextured else None
     if image_path is not None:
         with Image.open(image_path) as image:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import trimesh
 
+from face_health.colour import has_colour
+
 if TYPE_CHECKING:
     import pyrender
 
@@ -191,7 +193,7 @@ class OrthoRenderer:
         *,
         colour: bool = True,
     ) -> dict[str, np.ndarray]:
-        """Render every camera (``face_health.cameras.OrthoCamera``) of ``mesh``.
+        """Render every camera (``face_health.views.cameras.OrthoCamera``) of ``mesh``.
 
         Returns
         -------
@@ -267,13 +269,6 @@ def directional_views(n_per_direction: int = 3, interval_deg: float = 15.0) -> l
             (f"pitch_down_{a:g}", 0.0, -a),
         ]
     return views
-
-
-def has_colour(mesh: trimesh.Trimesh) -> bool:
-    """Whether the mesh carries a texture image (OBJ or glTF material) or vertex colours."""
-    from face_health.scan import has_vertex_colors, texture_image
-
-    return texture_image(mesh) is not None or has_vertex_colors(mesh)
 
 
 #: Where a template-frame face is looked at (origin at the nose tip): its middle.

@@ -6,7 +6,7 @@ For a region (the indices of its mesh faces) ``region_features`` gives
   mean and Gaussian curvature, mean shape index, depth against the region's best-fit plane
   and the offset of its centroid from the template's centroid of the same region;
 - **texture** of three colour channels (``grey_``, ``a_``, ``b_`` + the names of
-  ``face_health.texture_features.FEATURE_NAMES``): luma for wrinkles and spots, CIELAB a*
+  ``face_health.omics.texture.FEATURE_NAMES``): luma for wrinkles and spots, CIELAB a*
   for redness (alcohol) and pallor (anaemia), CIELAB b* for a sallow, yellow tone (smoking).
 
 The region's colour is sampled into a 2D image (``region_image``) by orthographic projection
@@ -16,7 +16,7 @@ texture atlas, whose scale varies across the face and across scanners.
 work (curvature, decoding the texture image) is done once per subject, not once per region.
 
 Units: millimetres, curvature in 1/mm (mean) and 1/mm^2 (Gaussian); the per-vertex curvature
-itself is computed in :mod:`face_health.curvature`.
+itself is computed in :mod:`face_health.omics.curvature`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from functools import cached_property
 import numpy as np
 import trimesh
 
-from face_health.curvature import VertexCurvature, vertex_curvature
-from face_health.texture_features import FEATURE_NAMES, colour_channels, texture_features
+from face_health.colour import colour_source, texture_array
+from face_health.omics.curvature import VertexCurvature, vertex_curvature
+from face_health.omics.texture import FEATURE_NAMES, colour_channels, texture_features
 
 MORPHOLOGY_NAMES: tuple[str, ...] = (
     "area_mm2",
@@ -87,10 +88,9 @@ class MeshSurface:
         Colours are sRGB in [0, 1]; UV of a textured mesh are in ``uv``.
         """
         visual = self.mesh.visual
-        kind = getattr(visual, "kind", None)
+        kind = colour_source(self.mesh)
         if kind == "texture":
-            texture = mesh_texture(self.mesh)
-            return (kind, texture) if texture is not None else (None, None)
+            return kind, texture_array(self.mesh)
         if kind == "vertex":
             return kind, np.asarray(visual.vertex_colors[:, :3], dtype=float) / 255.0
         if kind == "face":
@@ -102,20 +102,6 @@ class MeshSurface:
         """(n, 2) texture coordinates, or None."""
         uv = getattr(self.mesh.visual, "uv", None)
         return None if uv is None else np.asarray(uv, dtype=float)[:, :2]
-
-
-def mesh_texture(mesh: trimesh.Trimesh) -> np.ndarray | None:
-    """(H, W, 3) float sRGB in [0, 1] of a textured mesh's image, or None without one."""
-    visual = mesh.visual
-    if getattr(visual, "kind", None) != "texture" or getattr(visual, "uv", None) is None:
-        return None
-    material = visual.material
-    image = getattr(material, "image", None)
-    if image is None:  # glTF PBR materials keep the colour texture here
-        image = getattr(material, "baseColorTexture", None)
-    if image is None:
-        return None
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def region_centroid(mesh: trimesh.Trimesh | MeshSurface, face_indices: np.ndarray) -> np.ndarray:
@@ -267,7 +253,7 @@ def region_features(
     """Morphology and grey / a* / b* texture features of one region (``REGION_FEATURE_NAMES``).
 
     Texture features (``morphology_features`` + ``<channel>_<texture feature>``, see
-    ``face_health.texture_features``) are NaN when the mesh has no colour or the region
+    ``face_health.omics.texture``) are NaN when the mesh has no colour or the region
     covers fewer than ``MIN_TEXTURE_PIXELS`` pixels. Pass a ``MeshSurface`` as ``mesh`` when
     measuring many regions: curvature and the texture image are then computed once.
 
