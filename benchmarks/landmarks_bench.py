@@ -40,6 +40,7 @@ from face_health.alignment.similarity import (  # noqa: E402
     face_box,
     landmark_frame,
 )
+from face_health.config import base_section  # noqa: E402
 from face_health.ingest.clinical import read_clinical, validate_clinical  # noqa: E402
 from face_health.ingest.scan import ingest_scan  # noqa: E402
 from face_health.ingest.splits import make_splits, subjects_in  # noqa: E402
@@ -90,7 +91,7 @@ def synthetic(cohort: Path, detector: LandmarkDetector, limit: int | None) -> di
         aligned.apply_transform(fit["matrix"])
         aligned = crop_to_box(aligned, lower, upper)
         t2 = time.perf_counter()
-        render_directional_views(aligned, {"image_size": 112})
+        render_directional_views(aligned, base_section("views", image_size=112))
         t3 = time.perf_counter()
         truth = pd.read_csv(cohort / "landmarks" / f"{sid}.csv").set_index("name")
         diff = found.loc[names].to_numpy(float) - truth.loc[names, ["x", "y", "z"]].to_numpy()

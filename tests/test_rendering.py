@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import trimesh
 
+from face_health.config import base_section
 from face_health.views.cameras import orbit_camera
 from face_health.views.rendering import (
     TEMPLATE_FACE_CENTRE,
@@ -36,9 +37,8 @@ def _ball_face() -> trimesh.Trimesh:
 
 
 def test_rendering_gives_the_configured_views_with_the_face_centred() -> None:
-    images = render_directional_views(
-        _ball_face(), {"n_per_direction": 4, "interval_deg": 10, "image_size": 64}
-    )
+    settings = base_section("views", n_per_direction=4, interval_deg=10.0, image_size=64)
+    images = render_directional_views(_ball_face(), settings)
     assert len(images) == 17
     for image in images.values():
         assert image.shape == (64, 64, 3)
@@ -54,7 +54,7 @@ def test_rendering_works_from_the_main_thread_and_from_a_worker_thread() -> None
     after the main thread has rendered (EGL_BAD_ACCESS if they shared one)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    options = {"n_per_direction": 3, "interval_deg": 15, "image_size": 48}
+    options = base_section("views", image_size=48)
     here = render_directional_views(_ball_face(), options)
     with ThreadPoolExecutor(max_workers=1) as worker:
         there = worker.submit(render_directional_views, _ball_face(), options).result()

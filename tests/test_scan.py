@@ -395,19 +395,24 @@ def test_lee_perry_smith_glb_ingests_with_texture() -> None:
 def test_ingest_settings_refuse_unknown_keys_and_match_the_function() -> None:
     import inspect
 
-    from face_health.ingest.scan import IngestSettings
+    from face_health.config import IngestSettings, SettingsError
 
     settings = IngestSettings.from_parameters(
-        {"units": "mm", "vertex_budget": 1000, "min_component_fraction": 0.2, "n_jobs": 2}
+        {
+            "units": "mm",
+            "vertex_budget": 1000,
+            "min_component_fraction": 0.2,
+            "require_colour": True,
+            "n_jobs": 2,
+        }
     )
     assert settings.as_kwargs() == {
         "units": "mm",
         "vertex_budget": 1000,
         "min_component_fraction": 0.2,
+        "require_colour": True,
     }
-    with pytest.raises(ValueError, match="min_component_fractoin"):
-        IngestSettings.from_parameters({"min_component_fractoin": 0.2})
-    # the dataclass's defaults are the function's, so omitting a key means the same in both
-    defaults = inspect.signature(ingest_scan).parameters
-    for key, value in IngestSettings().as_kwargs().items():
-        assert defaults[key].default == value
+    with pytest.raises(SettingsError, match="parameters_data_engineering.*min_component_fractoin"):
+        IngestSettings.from_parameters({**settings.to_parameters(), "min_component_fractoin": 1})
+    # every keyword the settings pass is one ingest_scan takes
+    assert set(settings.as_kwargs()) <= set(inspect.signature(ingest_scan).parameters)

@@ -2,14 +2,26 @@
 
 Per-subject stages (ingest, landmarks, rendering, radiomics) never look at another subject,
 so they run as ``fn(item, **kwargs)`` per subject over local processes. One broken scan must
-not cost a night's run: every subject gets an :class:`Outcome`, failed or not, and the node
-decides what a failure means (usually a QC row). Another backend (Dask, say) plugs in as an
-object with the same ``.map`` as :class:`ProcessExecutor`; see :func:`get_executor`.
+not cost a night's run, and one bug must not hide as a cohort of "failed" subjects:
+
+- ``fn`` raising a :class:`~face_health.errors.DataError` (the subject's data is unusable:
+  no face found, too few landmarks, ...) gives that subject a failed :class:`Outcome` and the
+  others go on; the node writes it as a ``failed`` QC row (:meth:`Outcome.failed_row`).
+- Any other exception is a bug: :func:`map_subjects` stops and raises
+  :class:`SubjectCrashedError`, naming the subject and carrying its traceback (from a worker
+  process too, where the exception itself may not pickle). A worker process that dies
+  (killed for memory, a segfault) raises ``BrokenProcessPool``: no QC row either.
+- :func:`check_failures` fails a stage whose share of failed subjects is above a limit.
+
+Another backend (Dask, say) plugs in as an object with the same ``.map`` as
+:class:`ProcessExecutor`; see :func:`get_executor`.
 
 Examples
 --------
 >>> outcomes = map_subjects(load_scan, {"S0001": "scans/S0001.ply"}, n_jobs=4)  # doctest: +SKIP
 >>> failed = {key: o.error for key, o in outcomes.items() if not o.ok}  # doctest: +SKIP
+>>> check_failures([o.failed_row("ingest") for o in outcomes.values() if not o.ok] + ok_rows,
+...                "ingest", max_failed_fraction=0.2)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,12 +34,16 @@ import pickle
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tqdm.auto import tqdm
+
+from face_health.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +63,12 @@ class Outcome:
     key : str
         The subject id (or whatever key the item came with).
     ok : bool
-        True when ``fn`` returned normally.
+        True when ``fn`` returned normally, False when it raised a ``DataError``.
     value : Any
         ``fn``'s result when ``ok``, else None.
     error : str
-        ``"ExceptionType: message"`` when not ``ok``; the traceback goes to the log.
+        ``"ExceptionType: message"`` of the ``DataError`` when not ``ok``; the traceback goes
+        to the log.
     seconds : float
         Wall time of the call.
     """
@@ -63,8 +80,44 @@ class Outcome:
     seconds: float = 0.0
 
     def failed_row(self, stage: str) -> dict[str, str]:
-        """The QC row of a subject whose ``stage`` crashed: ``<stage>_status`` and why."""
+        """The QC row of a subject whose ``stage`` failed on its data: ``<stage>_status`` and
+        why."""
         return {"subject_id": self.key, f"{stage}_status": "failed", f"{stage}_reason": self.error}
+
+
+class SubjectCrashedError(RuntimeError):
+    """``fn`` raised something other than a ``DataError`` for a subject: a bug, not bad data.
+
+    The message names the subject and the error; the traceback is chained (``__cause__``:
+    the original exception with ``n_jobs=1``, the worker's traceback otherwise) and kept as
+    text in ``worker_traceback``, so it is shown once, and survives the trip back from a
+    worker process even when the original exception would not pickle.
+
+    Attributes
+    ----------
+    key : str
+        The subject (the keys of the chunk, comma-separated, when a chunk's result could not
+        come back from its worker).
+    error : str
+        ``"ExceptionType: message"`` of the original exception.
+    worker_traceback : str
+        Its formatted traceback, where it was raised (in a worker process, possibly).
+    """
+
+    def __init__(self, key: str, error: str, worker_traceback: str = "") -> None:
+        self.key, self.error, self.worker_traceback = key, error, worker_traceback
+        super().__init__(
+            f"subject {key!r} crashed: {error} (a bug, not bad data: only a "
+            "face_health.errors.DataError becomes a failed QC row; traceback chained)"
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        # Rebuilt from its three strings when it comes back from a worker process.
+        return type(self), (self.key, self.error, self.worker_traceback)
+
+
+class TooManyFailuresError(RuntimeError):
+    """More subjects than allowed failed a stage (see :func:`check_failures`)."""
 
 
 def map_subjects(
@@ -105,12 +158,19 @@ def map_subjects(
     Returns
     -------
     dict of str to Outcome
-        In the order of ``items``. A failing item has ``ok=False`` and its error text; its
-        traceback is logged at WARNING. If a worker process dies (killed for memory, say),
-        the items it held and those not yet started fail with ``BrokenProcessPool``.
+        In the order of ``items``. An item whose ``fn`` raised a
+        :class:`~face_health.errors.DataError` has ``ok=False`` and its error text; its
+        traceback is logged at WARNING.
 
     Raises
     ------
+    SubjectCrashedError
+        If ``fn`` raises anything but a ``DataError`` for an item (a bug): it names the
+        subject and holds the traceback; chained from the original exception (``n_jobs=1``)
+        or from the worker's traceback. The items not yet started are not run.
+    concurrent.futures.process.BrokenProcessPool
+        If a worker process dies (killed for memory, a crash in native code); the message
+        names the subjects that had not finished.
     TypeError
         If ``n_jobs > 1`` and ``fn`` or ``kwargs`` cannot be pickled.
     ValueError
@@ -136,6 +196,73 @@ def map_subjects(
             ):
                 outcomes[outcome.key] = outcome
     return {key: outcome for key, outcome in outcomes.items() if outcome is not None}
+
+
+def check_failures(
+    records: Iterable[Mapping[str, Any]] | Any,
+    stage: str,
+    *,
+    max_failed_fraction: float,
+) -> None:
+    """Fail a stage whose share of failed subjects is above ``max_failed_fraction``.
+
+    One unreadable scan is a QC row; a third of the cohort failing is a problem (a wrong
+    setting, a changed scanner export, a broken model) that must stop the run, not reach the
+    models as a smaller cohort.
+
+    Parameters
+    ----------
+    records : iterable of dict, or pandas.DataFrame
+        The stage's QC rows, one per subject, with ``<stage>_status`` and ``<stage>_reason``
+        (what :meth:`Outcome.failed_row` and the stages' QC dicts hold) or, when no row has
+        ``<stage>_status``, plain ``status`` and ``reason`` (the ingest QC table). A subject
+        failed when its status is ``'failed'``.
+    stage : str
+        The stage's name, as in its QC columns (``'landmark'``, ``'alignment'``, ...).
+    max_failed_fraction : float
+        Largest share of failed subjects that passes, in ``[0, 1]``; ``1.0`` disables the
+        check. Exactly at the limit passes.
+
+    Raises
+    ------
+    TooManyFailuresError
+        When more than ``max_failed_fraction`` of the subjects failed; the message gives the
+        stage, the count and the 3 most common reasons with their counts. No subjects at all
+        never fail.
+    ValueError
+        If ``max_failed_fraction`` is outside ``[0, 1]``, or the records hold neither status
+        column.
+    """
+    limit = float(max_failed_fraction)
+    if not 0.0 <= limit <= 1.0:
+        raise ValueError(f"max_failed_fraction must be in [0, 1]; got {max_failed_fraction!r}")
+    rows = records.to_dict("records") if hasattr(records, "to_dict") else list(records)
+    if not rows:
+        return
+    prefixed = f"{stage}_status"
+    if any(prefixed in row for row in rows):
+        status_column, reason_column = prefixed, f"{stage}_reason"
+    elif any("status" in row for row in rows):
+        status_column, reason_column = "status", "reason"
+    else:
+        raise ValueError(f"the {stage} QC records have neither {prefixed!r} nor 'status'")
+    failed = [row for row in rows if row.get(status_column) == "failed"]
+    if len(failed) <= limit * len(rows):
+        return
+    reasons = Counter(_reason_text(row.get(reason_column)) for row in failed)
+    common = "; ".join(f"{reason!r} ({count})" for reason, count in reasons.most_common(3))
+    raise TooManyFailuresError(
+        f"stage {stage!r}: {len(failed)} of {len(rows)} subjects "
+        f"({100 * len(failed) / len(rows):.3g} %) failed, above the limit of "
+        f"{100 * limit:.3g} %; most common reasons: {common}. See the stage's QC table; "
+        "raise the limit (max_failed_fraction, 1.0 disables) only if this is expected."
+    )
+
+
+def _reason_text(reason: Any) -> str:
+    if reason is None or (isinstance(reason, float) and reason != reason) or reason == "":
+        return "(no reason given)"
+    return str(reason)
 
 
 class Executor(Protocol):
@@ -247,14 +374,21 @@ def _check_picklable(fn: Callable[..., Any], kwargs: dict[str, Any], *, n_jobs: 
 def _call(
     fn: Callable[..., Any], key: str, item: Any, kwargs: dict[str, Any]
 ) -> tuple[Outcome, str]:
-    """One call, never raising: the outcome and, on failure, the formatted traceback."""
+    """One call: the outcome and, for a ``DataError``, the formatted traceback.
+
+    Anything else raises :class:`SubjectCrashedError`, chained, with the traceback as text
+    (what survives the trip back from a worker process).
+    """
     start = time.perf_counter()
     try:
         value = fn(item, **kwargs)
-    except Exception as exc:  # one bad subject must not stop the others
+    except DataError as exc:  # the subject's data: a QC row, and the others go on
         seconds = time.perf_counter() - start
         error = f"{type(exc).__name__}: {exc}"
         return Outcome(key, False, error=error, seconds=seconds), traceback.format_exc()
+    except Exception as exc:  # a bug: stop, and say for which subject
+        error = f"{type(exc).__name__}: {exc}"
+        raise SubjectCrashedError(key, error, traceback.format_exc()) from exc
     return Outcome(key, True, value=value, seconds=time.perf_counter() - start), ""
 
 
@@ -310,16 +444,35 @@ def _run_in_processes(
                 chunk = futures[future]
                 try:
                     results = future.result()
-                except Exception as exc:  # the worker died, or a result would not pickle
+                except SubjectCrashedError:  # fn's bug, raised in the worker: stop here
+                    raise
+                except BrokenProcessPool as exc:  # a worker died: no subject's data to blame
+                    unfinished = [
+                        str(k) for f in futures if not _succeeded(f) for k, _ in futures[f]
+                    ]
+                    shown = ", ".join(unfinished[:10])
+                    more = f" and {len(unfinished) - 10} more" if len(unfinished) > 10 else ""
+                    raise BrokenProcessPool(
+                        f"a worker process died (killed for memory, or a crash in native code) "
+                        f"while running {getattr(fn, '__qualname__', fn)!r}; subjects not "
+                        f"finished: {shown}{more}. No QC row is written for a dead worker; if "
+                        "memory ran out, rerun with fewer n_jobs."
+                    ) from exc
+                except Exception as exc:  # a result (or the chunk) would not pickle: a bug
                     error = f"{type(exc).__name__}: {exc}"
                     trace = "".join(traceback.format_exception(exc))
-                    results = [(Outcome(key, False, error=error), trace) for key, _ in chunk]
+                    keys = ", ".join(str(key) for key, _ in chunk)
+                    raise SubjectCrashedError(keys, error, trace) from exc
                 for outcome, trace in results:
                     yield _report(outcome, trace)
                 bar.update(len(chunk))
     finally:
-        # On an interrupt, don't start the queued subjects.
+        # On an interrupt or a crash, don't start the queued subjects.
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _succeeded(future: Future[Any]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 @contextlib.contextmanager

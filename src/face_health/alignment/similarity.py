@@ -11,11 +11,16 @@ cut away neck, shoulders and hair behind the ears.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import trimesh
+
+from face_health.errors import RegionError, TooFewLandmarksError
+
+if TYPE_CHECKING:
+    from face_health.config import AlignmentSettings
 
 FRAME_LANDMARKS = ("en_r", "en_l", "prn", "ch_r", "ch_l")
 
@@ -47,7 +52,7 @@ def landmark_frame(landmarks: dict[str, np.ndarray]) -> np.ndarray:
     eyes = [(a, b) for a, b in pairs if a[:2] in ("en", "ex")]
     lower = next((g for g in _LOWER if all(n in p for n in g)), None)
     if "prn" not in p or not pairs or not eyes or lower is None:
-        raise ValueError(
+        raise TooFewLandmarksError(
             f"need landmarks {FRAME_LANDMARKS} for a frontal frame (or eye corners, nose tip "
             f"and a mouth or subnasal point); have {sorted(p)}"
         )
@@ -153,6 +158,11 @@ class Template:
         table.insert(0, "name", self.landmark_names)
         return table
 
+    @classmethod
+    def from_table(cls, table: pd.DataFrame) -> Template:
+        """The template of a ``name, x, y, z`` table (what ``table`` writes)."""
+        return cls(list(table["name"]), table[["x", "y", "z"]].to_numpy(float))
+
 
 def build_template(
     landmark_sets: dict[str, dict[str, np.ndarray]],
@@ -203,7 +213,7 @@ def align_to_template(
     """
     use = [n for n in (names or template.landmark_names) if n in landmarks]
     if len(use) < 3:
-        raise ValueError(f"alignment needs at least 3 landmarks, got {len(use)}")
+        raise TooFewLandmarksError(f"alignment needs at least 3 landmarks, got {len(use)}")
     source = _as_array(landmarks, use)
     target = np.array([template.point(n) for n in use])
     s, r, t = similarity_transform(source, target, allow_scale=allow_scale)
@@ -232,7 +242,7 @@ def crop_to_box(mesh: trimesh.Trimesh, lower: np.ndarray, upper: np.ndarray) -> 
     c = mesh.triangles_center
     keep = np.flatnonzero(((c >= lower) & (c <= upper)).all(axis=1))
     if len(keep) == 0:
-        raise ValueError("nothing of the mesh lies inside the face region")
+        raise RegionError("nothing of the mesh lies inside the face region")
     return mesh.submesh([keep], append=True)
 
 
@@ -261,3 +271,58 @@ def align_face(
     m = fit["matrix"]
     moved_landmarks = {n: m[:3, :3] @ np.asarray(p, float) + m[:3, 3] for n, p in landmarks.items()}
     return cropped, moved_landmarks, fit
+
+
+@dataclass
+class AlignedSubject:
+    """One face after the alignment stage: the aligned, cropped mesh (template frame, mm), its
+    landmarks there (``name, x, y, z``), the fitted face model moved the same way (float32
+    ``x, y, z``; None without a fit) and the stage's QC row (``alignment_status``, ...)."""
+
+    mesh: trimesh.Trimesh
+    landmarks: pd.DataFrame
+    fitted: pd.DataFrame | None
+    qc: dict[str, Any]
+
+
+def align_subject(
+    mesh: trimesh.Trimesh,
+    landmark_table: pd.DataFrame,
+    fitted_vertices: np.ndarray | None,
+    template_table: pd.DataFrame,
+    settings: AlignmentSettings,
+) -> AlignedSubject:
+    """The alignment stage for one subject, as the pipeline's node and the scorer run it:
+    the landmarks placed (``status == 'ok'``) fit the similarity to the template, the mesh and
+    the fitted model move with it, the face is cropped; a residual above
+    ``settings.max_residual_mm`` is a QC warning."""
+    found = (
+        landmark_table[landmark_table["status"] == "ok"]
+        if "status" in landmark_table
+        else (landmark_table)
+    )
+    aligned, moved, fit = align_face(
+        mesh,
+        landmark_table_to_dict(found),
+        Template.from_table(template_table),
+        allow_scale=settings.scale,
+        crop_margin_mm=settings.crop_margin_mm,
+    )
+    moved_table = pd.DataFrame([(n, *p) for n, p in moved.items()], columns=["name", "x", "y", "z"])
+    fitted = None
+    if fitted_vertices is not None:
+        xyz = transform_points(fit["matrix"], fitted_vertices).astype(np.float32)
+        fitted = pd.DataFrame(xyz, columns=["x", "y", "z"])
+    high = fit["residual_mm"] > settings.max_residual_mm
+    qc: dict[str, Any] = {
+        "alignment_status": "warning" if high else "ok",
+        "alignment_reason": (
+            f"landmark residual {fit['residual_mm']:.1f} mm > {settings.max_residual_mm:g} mm"
+            if high
+            else ""
+        ),
+        **{k: v for k, v in fit.items() if k != "matrix"},
+        "transform": " ".join(f"{v:.6g}" for v in fit["matrix"][:3].ravel()),
+        "n_faces_cropped": len(aligned.faces),
+    }
+    return AlignedSubject(aligned, moved_table, fitted, qc)

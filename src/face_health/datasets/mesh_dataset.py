@@ -18,6 +18,7 @@ import trimesh
 from kedro.io.core import AbstractDataset, DatasetError, get_filepath_str, get_protocol_and_path
 
 from face_health.ingest.scan import COMPANION_SUFFIXES, MESH_SUFFIXES, ScanError, read_scan
+from face_health.ingest.storage import export_mesh
 
 #: Formats :meth:`MeshDataset.save` writes. GLB is the project's intermediate format: one file
 #: holding geometry, UV, the texture image and ``mesh.metadata`` (as glTF ``extras``).
@@ -170,33 +171,6 @@ class MeshDataset(AbstractDataset[trimesh.Trimesh, trimesh.Trimesh]):
             self._fs.get(siblings[current], str(folder / current))
             queue += _referenced_files(folder / current)
         return folder / name
-
-
-def export_mesh(mesh: trimesh.Trimesh, filename: str, **save_args: Any) -> dict[str, bytes]:
-    """Encode ``mesh`` for ``filename``'s format: ``{file name: bytes}``, companions included."""
-    stem, suffix = posixpath.splitext(filename)
-    suffix = suffix.lower()
-    if suffix == ".obj":
-        text, extra = trimesh.exchange.obj.export_obj(
-            mesh, include_texture=True, return_texture=True, mtl_name=f"{stem}.mtl", **save_args
-        )
-        images = {name: f"{stem}_{name}" for name in extra if name != f"{stem}.mtl"}
-        files = {filename: text.encode()}
-        for name, payload in extra.items():
-            if name == f"{stem}.mtl":
-                mtl = payload.decode()
-                for old, new in images.items():
-                    mtl = re.sub(rf"(?<=\s){re.escape(old)}\b", new, mtl)
-                files[name] = mtl.encode()
-            else:
-                files[images[name]] = payload
-        return files
-    if suffix == ".ply" and getattr(mesh.visual, "kind", None) == "texture":
-        mesh = trimesh.Trimesh(
-            mesh.vertices, mesh.faces, visual=mesh.visual.to_color(), process=False
-        )
-    payload = mesh.export(file_type=suffix.lstrip("."), **save_args)
-    return {filename: payload.encode() if isinstance(payload, str) else payload}
 
 
 def _referenced_files(path: Path) -> list[str]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from face_health.errors import UnreadableScanError
+
 # Leading bytes of files people mistake for meshes, named as `file(1)` names them.
 _MAGIC = (
     (b"\x89PNG", "PNG image data"), (b"\xff\xd8\xff", "JPEG image data"),
@@ -22,8 +24,9 @@ _MAGIC = (
 )  # fmt: skip
 
 
-class ScanError(ValueError):
-    """A scan file cannot be used; the message says why in plain words."""
+#: A scan file cannot be used; the message says why in plain words. The project's data error
+#: for scans (a ``DataError``, so a failed QC row, and a ``ValueError``), by its old name.
+ScanError = UnreadableScanError
 
 
 def _check_content(data: bytes, fmt: str) -> None:

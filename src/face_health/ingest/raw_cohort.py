@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from face_health.config import CohortSourceSettings
 from face_health.synthetic import CohortSettings, ensure_cohort
-
-SOURCES = ("synthetic", "folder")
 
 
 def prepare_raw_cohort(cohort: dict[str, Any]) -> dict[str, Any]:
@@ -20,28 +19,26 @@ def prepare_raw_cohort(cohort: dict[str, Any]) -> dict[str, Any]:
 
     Parameters
     ----------
-    cohort : ``{"source": "synthetic" | "folder", "path": str, "clinical": str,
-        "synthetic": {"n": int, "seed": int, "n_jobs": int, "settings": {...}}}``
+    cohort : the ``cohort`` parameters (:class:`~face_health.config.CohortSourceSettings`)
     """
-    source = cohort.get("source", "synthetic")
-    if source not in SOURCES:
-        raise ValueError(f"cohort.source must be one of {SOURCES}, got {source!r}")
-    path = Path(cohort["path"])
+    settings = CohortSourceSettings.from_parameters(cohort)
+    source = settings.source
+    path = Path(settings.path)
     if source == "synthetic":
-        options = cohort.get("synthetic", {})
+        options = settings.synthetic
         manifest = ensure_cohort(
             path,
-            n=int(options.get("n", 300)),
-            seed=int(options.get("seed", 0)),
-            settings=CohortSettings.from_dict(options.get("settings")),
-            n_jobs=int(options.get("n_jobs", 0)),
+            n=options.n,
+            seed=options.seed,
+            settings=CohortSettings.from_dict(options.settings),
+            n_jobs=options.n_jobs,
         )
         return {"source": source, "path": str(path), "n": manifest["n"], "seed": manifest["seed"]}
 
     problems = []
     if not (path / "scans").is_dir():
         problems.append(f"no scans folder at {path / 'scans'}")
-    clinical = path / cohort.get("clinical", "clinical.csv")
+    clinical = path / settings.clinical
     if not clinical.is_file():
         problems.append(f"no clinical table at {clinical}")
     if problems:

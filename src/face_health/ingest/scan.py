@@ -16,7 +16,6 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 from time import perf_counter
 from typing import Any
@@ -26,6 +25,7 @@ import trimesh
 from PIL import Image
 
 from face_health.colour import has_vertex_colors, texture_image, visual_kind
+from face_health.errors import DataError
 from face_health.ingest.checks import ScanError, _check_content, _check_obj, _obj_index_error
 from face_health.ingest.decimation import _subset, decimate
 
@@ -300,32 +300,11 @@ def clean_mesh(
     return mesh, notes
 
 
-@dataclass(frozen=True)
-class IngestSettings:
-    """The ``ingest`` parameters that shape a clean mesh, one object for the pipeline's node
-    and for the scorer of new scans (so that both clean a scan the same way)."""
-
-    units: str = "auto"
-    vertex_budget: int = 60000
-    min_component_fraction: float = 0.05
-
-    @classmethod
-    def from_parameters(cls, options: dict[str, Any] | None) -> IngestSettings:
-        """From the ``ingest`` section (``n_jobs`` is the executor's); an unknown key is an
-        error that names it, so that a typo in the YAML is not silently ignored."""
-        options = {k: v for k, v in (options or {}).items() if k != "n_jobs"}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown ingest settings {unknown} (conf/*/parameters_data_engineering.yml, "
-                f"section ingest); known: {sorted(known | {'n_jobs'})}"
-            )
-        return cls(**options)
-
-    def as_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`ingest_scan`."""
-        return asdict(self)
+#: The reason a colourless scan fails when colour is required (training and scoring alike).
+NO_COLOUR_REFUSED = (
+    "no colour: the method reads skin colour and texture, and this scan has neither a texture "
+    "image nor vertex colours (for an OBJ, keep its MTL and texture beside it)"
+)
 
 
 def ingest_scan(
@@ -335,6 +314,7 @@ def ingest_scan(
     units: str = "auto",
     vertex_budget: int = 60000,
     min_component_fraction: float = 0.05,
+    require_colour: bool = False,
     plausible_width_mm: tuple[float, float] = (90.0, 700.0),
 ) -> tuple[trimesh.Trimesh | None, dict[str, Any]]:
     """Read, clean and scale one scan to millimetres, recording QC; never raises on bad data.
@@ -343,13 +323,18 @@ def ingest_scan(
     ----------
     source : path or callable
         A scan file, or a no-argument loader returning a mesh (what a Kedro
-        ``PartitionedDataset`` hands a node). Any exception from the loader becomes a failed row.
+        ``PartitionedDataset`` hands a node). Any exception from the loader (or the file's
+        parser) becomes a failed row; after reading, only a ``DataError`` does: anything else
+        from cleaning or scaling is a bug and propagates (``face_health.errors``).
     subject_id : str
         The partition key.
     units : {'auto', 'mm', 'cm', 'm'}
         The file's unit; ``'auto'`` infers it. The unit used is recorded as
         ``units_inferred``. An invalid value raises ``ValueError`` (a configuration error,
         unlike bad scan data).
+    require_colour : bool
+        Fail a scan with neither a texture image nor vertex colours (``ingest.require_colour``:
+        the method reads skin colour and texture); otherwise it is a warning.
     plausible_width_mm : (2,) float
         Range for the longest bounding-box side after scaling; outside it, units are flagged.
 
@@ -373,7 +358,12 @@ def ingest_scan(
     problems: list[str] = []
     result = None
     try:
-        raw = source() if is_loader else read_scan(source)
+        try:
+            raw = source() if is_loader else read_scan(source)
+        except DataError:
+            raise
+        except Exception as exc:  # a parser fails on bad bytes in many ways: all are the data's
+            raise ScanError(_error_message(exc)) from exc
         if not isinstance(raw, trimesh.Trimesh):
             raise ScanError(f"loader returned {type(raw).__name__}, not a triangle mesh")
         record["source_format"] = raw.metadata.get("source_format", record["source_format"])
@@ -405,10 +395,15 @@ def ingest_scan(
         record.update(bbox_z_mm=float(extents[2]), units_inferred=used_units)
         record.update(scale_to_mm=float(scale), has_texture=texture_image(result) is not None)
         record["has_vertex_colors"] = has_vertex_colors(result)
-        if not (record["has_texture"] or record["has_vertex_colors"]):
-            problems.append("no colour: neither a texture image nor vertex colours")
         record["status"] = "warning" if problems else "ok"
-    except Exception as exc:  # one broken scan must not stop the cohort; the row says why
+        if not (record["has_texture"] or record["has_vertex_colors"]):
+            if require_colour:  # the model reads skin colour: shape alone would mislead it
+                problems.insert(0, NO_COLOUR_REFUSED)
+                record["status"], result = "failed", None
+            else:
+                problems.append("no colour: neither a texture image nor vertex colours")
+                record["status"] = "warning"
+    except DataError as exc:  # one broken scan must not stop the cohort; the row says why
         problems.insert(0, _error_message(exc))
         record["status"], result = "failed", None
     record["reason"] = "; ".join(problems)

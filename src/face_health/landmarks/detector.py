@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,13 +27,18 @@ import torch
 import trimesh
 
 from face_health.alignment.similarity import landmark_frame
+from face_health.errors import NoFaceFoundError, TooFewLandmarksError
 from face_health.ingest.decimation import decimate
 from face_health.landmarks.consensus import consensus_landmarks
 from face_health.landmarks.network import HeatmapNet, decode_heatmaps
 from face_health.landmarks.training import load_landmark_model
 from face_health.landmarks.views import FACE_CENTRE, network_input
+from face_health.parallel import torch_threads
 from face_health.views.cameras import OrthoCamera, orbit_camera
 from face_health.views.rendering import OrthoRenderer
+
+if TYPE_CHECKING:
+    from face_health.config import LandmarkSettings
 
 #: The checkpoint trained by the project on its synthetic cohort, shipped in the package.
 SHIPPED_CHECKPOINT = "landmarks_synthetic.pt"
@@ -138,8 +143,9 @@ class LandmarkDetector:
         """Landmarks of ``mesh`` (mm, any pose within ~30 degrees of facing +z).
 
         Returns one row per landmark: ``name, x, y, z`` (mm, the mesh's frame), ``confidence``,
-        ``n_rays, n_inliers, residual_mm, snap_mm, status``. Raises ``ValueError`` when the
-        face cannot be found (too few of the frame landmarks in the coarse pass).
+        ``n_rays, n_inliers, residual_mm, snap_mm, status``. Raises ``NoFaceFoundError`` (a
+        ``DataError`` and ``ValueError``) when the face cannot be found (too few of the frame
+        landmarks in the coarse pass).
         """
         own = renderer is None
         renderer = renderer or OrthoRenderer(self.input_size)
@@ -225,7 +231,7 @@ def _coarse_score(table: pd.DataFrame) -> float:
     over views and landmarks; 0 when its landmarks give no frontal frame."""
     try:
         _frame_from(table)
-    except ValueError:
+    except NoFaceFoundError:
         return 0.0
     return float(table.attrs["mean_peak"])
 
@@ -251,8 +257,8 @@ def _frame_from(table: pd.DataFrame) -> np.ndarray:
     points = {n: found.loc[n, ["x", "y", "z"]].to_numpy(float) for n in found.index}
     try:
         return landmark_frame(points)
-    except ValueError as exc:
-        raise ValueError(f"face not found: {exc}") from exc
+    except TooFewLandmarksError as exc:
+        raise NoFaceFoundError(f"face not found: {exc}") from exc
 
 
 def read_checkpoint(path: str | Path | None = None) -> dict:
@@ -280,26 +286,31 @@ def clear_detector_cache() -> None:
 
 def detect_one(
     source: Callable[[], trimesh.Trimesh] | trimesh.Trimesh,
-    checkpoint: str,
-    min_confidence: float = 0.3,
-    method: str = "fit",
-    fit: dict[str, Any] | None = None,
+    detector: str | LandmarkDetector,
+    settings: LandmarkSettings,
 ) -> tuple[pd.DataFrame, dict[str, Any], np.ndarray | None]:
-    """The landmark stage on one scan (a mesh or its loader), for a per-subject worker:
-    ``locate.locate_landmarks`` with the network of ``checkpoint`` (loaded once per process)
-    and the model-fit settings ``fit``. Returns the landmark table, the QC record and the
-    fitted model's vertices (float32; None with ``method="cnn"``)."""
-    from face_health.landmarks.locate import fit_settings, locate_landmarks
+    """The landmark stage on one scan (a mesh or its loader), as the pipeline's workers and
+    the scorer run it: ``locate.locate_landmarks`` with ``detector`` (or the network of a
+    checkpoint file, loaded once per process) and the ``landmarks`` settings. Returns the
+    landmark table, the QC record and the fitted model's vertices (float32, as stored; None
+    with ``method: cnn``)."""
+    from face_health.landmarks.locate import locate_landmarks
 
-    if checkpoint not in _DETECTORS:
-        _DETECTORS.clear()
-        _DETECTORS[checkpoint] = LandmarkDetector.from_checkpoint(checkpoint)
+    if isinstance(detector, str):
+        if detector not in _DETECTORS:
+            _DETECTORS.clear()
+            _DETECTORS[detector] = LandmarkDetector.from_checkpoint(detector)
+        detector = _DETECTORS[detector]
     mesh = source() if callable(source) else source
-    table, qc, vertices = locate_landmarks(
-        _DETECTORS[checkpoint],
-        mesh,
-        method=method,
-        settings=fit_settings(fit),
-        min_confidence=min_confidence,
-    )
+    # One torch thread, as in the pipeline's workers: the network's sums then add up in one
+    # order, and a scan gets the same landmarks (to the bit) in a training run, the command
+    # line and the service; with two threads they moved by up to 0.05 mm through the fit.
+    with torch_threads(1):
+        table, qc, vertices = locate_landmarks(
+            detector,
+            mesh,
+            method=settings.method,
+            settings=settings.model_fit,
+            min_confidence=settings.min_confidence,
+        )
     return table, qc, None if vertices is None else vertices.astype(np.float32)

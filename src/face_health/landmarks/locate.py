@@ -6,19 +6,20 @@ scorer of new scans and ``face-health landmarks`` all call, with the same settin
 - ``method="fit"`` (default): the CNN's landmarks start a fit of the ICT face model to the
   scan (``model_fit``); the landmarks are read off the fitted model. A scan whose fit
   residual is above ``FitSettings.max_residual_mm`` or whose face the scan covers less than
-  ``min_coverage`` raises ``ValueError`` (the subject's QC row says failed, and why).
+  ``min_coverage`` raises ``ModelFitError``, a ``DataError`` (the subject's QC row says
+  failed, and why).
 - ``method="cnn"``: the CNN's multi-view consensus alone (the first stage), to compare.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import trimesh
 
+from face_health.errors import ModelFitError
 from face_health.landmarks.fitted import fitted_landmarks, region_residuals
 from face_health.landmarks.model_fit import FitSettings
 
@@ -26,13 +27,11 @@ METHODS = ("fit", "cnn")
 
 
 def fit_settings(options: dict[str, Any] | None) -> FitSettings:
-    """``FitSettings`` from a parameters mapping (lists become tuples; unknown keys refused)."""
-    options = dict(options or {})
-    known = {f.name for f in fields(FitSettings)}
-    unknown = set(options) - known
-    if unknown:
-        raise ValueError(f"unknown model-fit settings {sorted(unknown)}; known: {sorted(known)}")
-    return FitSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    """``FitSettings`` from a ``landmarks.model_fit`` mapping (lists become tuples; unknown
+    keys refused, naming them)."""
+    from face_health.config import DE, build_dataclass
+
+    return build_dataclass(FitSettings, options, f"{DE}, section landmarks: model_fit")
 
 
 def locate_landmarks(
@@ -55,7 +54,10 @@ def locate_landmarks(
     model's ``(n, 3)`` vertices in the scan's frame (None with ``method="cnn"``): the dense
     correspondence that ``fitted.transfer_regions`` cuts the regions with.
 
-    Raises ``ValueError`` when no face is found or the model cannot follow the scan.
+    Raises a ``DataError`` (also a ``ValueError``) when no face is found
+    (``NoFaceFoundError``), too few landmarks start the fit (``TooFewLandmarksError``) or the
+    model cannot follow the scan (``ModelFitError``); an unknown ``method`` is a
+    ``ValueError`` (a setting, not the data).
     """
     if method not in METHODS:
         raise ValueError(f"unknown landmark method {method!r}; use one of {METHODS}")
@@ -87,19 +89,19 @@ def locate_landmarks(
             **{f"fit_residual_mm_{r}": v for r, v in region_residuals(fit).items()},
         }
         if not np.isfinite(fit.residual_mm) or fit.residual_mm > s.max_residual_mm:
-            raise ValueError(
+            raise ModelFitError(
                 f"the face model does not follow this scan: fit residual "
                 f"{fit.residual_mm:.2f} mm > {s.max_residual_mm} mm (not a face, or not one "
                 "the landmarks found)"
             )
         if fit.identity_rms > s.max_identity_rms:
-            raise ValueError(
+            raise ModelFitError(
                 f"the face model does not follow this scan without leaving the faces it knows: "
                 f"identity RMS {fit.identity_rms:.2f} > {s.max_identity_rms} (about 1 for a "
                 "face; not a face, or not one the landmarks found)"
             )
         if fit.coverage < s.min_coverage:
-            raise ValueError(
+            raise ModelFitError(
                 f"the scan covers {fit.coverage:.0%} of the fitted face (< "
                 f"{s.min_coverage:.0%}): too little face to place the landmarks"
             )

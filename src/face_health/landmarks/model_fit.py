@@ -43,6 +43,7 @@ from scipy.spatial.transform import Rotation
 from threadpoolctl import threadpool_limits
 
 from face_health import schema
+from face_health.errors import ModelFitError, TooFewLandmarksError
 from face_health.face_model import PARTS, FaceModel, load_face_model
 
 
@@ -249,7 +250,9 @@ def fit_face_model(
     """Fit the face model to ``mesh`` (mm) from its CNN ``landmarks`` (``name, x, y, z``,
     optional ``confidence`` and ``status``).
 
-    Raises ``ValueError`` when fewer than 5 usable landmarks start the fit.
+    Raises ``TooFewLandmarksError`` when fewer than 5 usable landmarks start the fit, and
+    ``ModelFitError`` when the fit loses the scan's surface (both ``DataError`` and
+    ``ValueError``).
     """
     # The normal equations are small (k ~ 110): multi-threaded BLAS only loses on them, and
     # badly (60x) when the other cores are busy with other subjects.
@@ -264,7 +267,7 @@ def _fit(scan: _Scan, landmarks: pd.DataFrame, s_: FitSettings) -> ModelFit:
     n_id, k = s_.n_identity, modes.shape[-1]
     lm_index, lm_target, lm_conf = _cnn_points(landmarks, s_)
     if len(lm_index) < 5:
-        raise ValueError(
+        raise TooFewLandmarksError(
             f"the model fit needs at least 5 landmarks to start from, got {len(lm_index)}"
         )
     lm_vertices = model.landmark_vertices[lm_index]  # (L, 3)
@@ -294,7 +297,7 @@ def _fit(scan: _Scan, landmarks: pd.DataFrame, s_: FitSettings) -> ModelFit:
         compatible = (world_normals * scan.normals[nearest]).sum(axis=1) > cos_limit
         keep = (distance < limit) & compatible & ~scan.border[nearest]
         if keep.sum() < 50:
-            raise ValueError(
+            raise ModelFitError(
                 f"the model fit lost the surface: {int(keep.sum())} matches at iteration {it}"
             )
         target = scan.vertices[nearest[keep]]

@@ -21,13 +21,11 @@ import pandas as pd
 import trimesh
 
 from face_health import schema
-from face_health.alignment.similarity import (
-    Template,
-    align_face,
-    landmark_table_to_dict,
-    transform_points,
-)
-from face_health.ingest.scan import IngestSettings, ingest_scan
+from face_health.alignment.similarity import align_subject
+from face_health.config import SCAN_SECTIONS
+from face_health.errors import DataError
+from face_health.ingest.scan import ingest_scan
+from face_health.ingest.storage import as_stored
 
 MODEL_NAME = "face_health"
 ARTIFACT_PATH = "face_health_model"
@@ -36,18 +34,25 @@ ARTIFACT_PATH = "face_health_model"
 @dataclass
 class AlignedFace:
     """One scan as the model sees it: aligned to the template and cropped (mm), its
-    landmarks in that frame, its 20 regions, the detector's table (scan frame) and QC."""
+    landmarks there, its fitted face model moved with it (float32; None with
+    ``landmarks.method: cnn``), the detector's table (scan frame) and the QC so far."""
 
     mesh: trimesh.Trimesh
-    landmarks: dict[str, np.ndarray]
-    regions: Any  # face_health.omics.regions.RegionMap
+    landmarks: pd.DataFrame
+    fitted: np.ndarray | None
     detected: pd.DataFrame
     qc: dict[str, Any]
 
 
 @dataclass
 class ScanScorer:
-    """Everything needed to score a raw scan, fitted by one ``training`` run."""
+    """Everything needed to score a raw scan, fitted by one ``training`` run.
+
+    Each stage is the function the pipeline's node runs, with the settings built from the
+    training run's parameters (``options``), and meshes pass through the same storage
+    encoding at the points where the pipeline stores them (``as_stored``): a scan scored has
+    the same features as the same scan in a training run (``tests/test_scorer_parity.py``).
+    """
 
     landmark_checkpoint: dict
     template_landmarks: pd.DataFrame
@@ -63,6 +68,10 @@ class ScanScorer:
         state = dict(self.__dict__)
         state["_detector"] = None  # rebuilt from the checkpoint after unpickling
         return state
+
+    def settings(self, section: str) -> Any:
+        """The training run's settings of ``section`` (see ``face_health.config``)."""
+        return SCAN_SECTIONS[section].from_parameters(self.options.get(section))
 
     def _landmark_detector(self):
         if self._detector is None:
@@ -85,91 +94,81 @@ class ScanScorer:
     def ingest(
         self, source: str | Path | Callable[[], trimesh.Trimesh], subject_id: str
     ) -> tuple[trimesh.Trimesh | None, dict[str, Any]]:
-        """Read and clean one raw scan as the training run did (the same ``IngestSettings``,
-        ``min_component_fraction`` included): mesh in mm and its QC."""
-        settings = IngestSettings.from_parameters(self.options.get("ingest"))
-        return ingest_scan(source, subject_id, **settings.as_kwargs())
+        """The ingest stage with the training run's ``ingest`` settings: the clean mesh (mm,
+        as ``clean_meshes`` stores it) and its QC row."""
+        mesh, record = ingest_scan(source, subject_id, **self.settings("ingest").as_kwargs())
+        return (None if mesh is None else as_stored(mesh)), record
 
     def align(self, mesh: trimesh.Trimesh) -> AlignedFace:
-        """Landmarks (the model's detector), alignment to the model's template, face crop and
-        the 20 regions: what the features are computed from."""
-        from face_health.landmarks.fitted import face_regions
-        from face_health.landmarks.locate import fit_settings, locate_landmarks
+        """The landmark and alignment stages (the model's detector and template): the face
+        in the template frame, as ``aligned_meshes`` stores it."""
+        from face_health.landmarks.detector import detect_one
 
-        landmarks = self.options.get("landmarks", {})
-        table, landmark_qc, fitted = locate_landmarks(
-            self._landmark_detector(),
-            mesh,
-            method=str(landmarks.get("method", "fit")),
-            settings=fit_settings(landmarks.get("model_fit")),
-            min_confidence=float(landmarks.get("min_confidence", 0.3)),
+        table, landmark_qc, fitted = detect_one(
+            mesh, self._landmark_detector(), self.settings("landmarks")
         )
-        found = table[table["status"] == "ok"]
-        template = Template(
-            list(self.template_landmarks["name"]),
-            self.template_landmarks[["x", "y", "z"]].to_numpy(float),
-        )
-        alignment = self.options.get("alignment", {})
-        aligned, aligned_landmarks, fit = align_face(
-            mesh,
-            landmark_table_to_dict(found),
-            template,
-            allow_scale=bool(alignment.get("scale", True)),
-            crop_margin_mm=float(alignment.get("crop_margin_mm", 10.0)),
+        subject = align_subject(
+            mesh, table, fitted, self.template_landmarks, self.settings("alignment")
         )
         qc = {
             **{k: v for k, v in landmark_qc.items() if not k.startswith("fit_residual_mm_")},
-            "alignment_residual_mm": round(fit["residual_mm"], 2),
+            "alignment_residual_mm": round(subject.qc["residual_mm"], 2),
         }
-        regions = face_regions(
-            aligned,
-            aligned_landmarks,
-            None if fitted is None else transform_points(fit["matrix"], fitted),
-            self.options.get("radiomics", {}).get("region_topology", "fitted"),
-        )
-        return AlignedFace(aligned, aligned_landmarks, regions, table, qc)
+        if subject.qc["alignment_status"] != "ok":
+            qc |= {
+                "alignment_status": "warning",
+                "alignment_reason": subject.qc["alignment_reason"],
+            }
+        moved = None if subject.fitted is None else subject.fitted.to_numpy(float)
+        return AlignedFace(as_stored(subject.mesh), subject.landmarks, moved, table, qc)
 
-    def features(self, mesh: trimesh.Trimesh, subject_id: str) -> tuple[pd.DataFrame, dict]:
-        """Global + local features of one clean mesh (mm), and the QC of each stage."""
+    def regions(self, face: AlignedFace) -> Any:
+        """The 20 regions of an aligned face (``RegionMap``), as the feature stage cuts them."""
+        from face_health.omics.local_features import subject_regions
+
+        return subject_regions(face.mesh, face.landmarks, face.fitted, self.settings("radiomics"))
+
+    def stage_features(
+        self, mesh: trimesh.Trimesh, subject_id: str
+    ) -> tuple[pd.DataFrame, dict[str, float], dict[str, Any]]:
+        """The pipeline's feature tables for one clean mesh: its ``global_features`` row,
+        its ``region_radiomics`` row and the QC of each stage."""
         from face_health.embedding.model import subject_embeddings
-        from face_health.omics.radiomics import subject_radiomics
-        from face_health.omics.regions import region_qc
+        from face_health.omics.local_features import subject_local_features
         from face_health.views.rendering import render_directional_views
 
         face = self.align(mesh)
         qc: dict[str, Any] = dict(face.qc)
-        aligned, region_map = face.mesh, face.regions
-        views = render_directional_views(aligned, self.options.get("views", {}))
-        embedding_options = self.options.get("embedding", {})
+        views = render_directional_views(face.mesh, self.settings("views"))
+        embedding = self.settings("embedding")
         global_row = subject_embeddings(
             self.embedding_model,
             {subject_id: views},
-            image_size=int(embedding_options.get("image_size", 112)),
-            aggregate=embedding_options.get("aggregate", "mean"),
+            image_size=embedding.image_size,
+            aggregate=embedding.aggregate,
         )
-        qc.update(region_qc(region_map, aligned))
-        radiomics_options = self.options.get("radiomics", {})
-        radiomics = subject_radiomics(
-            aligned,
-            {r: region_map.faces_of(r) for r in schema.REGIONS},
-            template_centroids={
-                r: np.asarray(c) for r, c in self.template_region_centroids.items()
-            },
-            mm_per_pixel=float(radiomics_options.get("mm_per_pixel", 0.5)),
-            levels=int(radiomics_options.get("levels", 32)),
+        local = subject_local_features(
+            face.mesh,
+            face.landmarks,
+            face.fitted,
+            self.template_region_centroids,
+            self.settings("radiomics"),
         )
-        local_row = self.facial_omics.transform(
-            pd.DataFrame([{schema.ID_COLUMN: subject_id, **radiomics}])
-        )
-        features = global_row.merge(local_row, on=schema.ID_COLUMN)
-        return features, qc
+        qc.update(local.qc)
+        return global_row, {schema.ID_COLUMN: subject_id, **local.radiomics}, qc
+
+    def features(self, mesh: trimesh.Trimesh, subject_id: str) -> tuple[pd.DataFrame, dict]:
+        """Global + local (PCA) features of one clean mesh (mm), and the QC of each stage."""
+        global_row, radiomics, qc = self.stage_features(mesh, subject_id)
+        local_row = self.facial_omics.transform(pd.DataFrame([radiomics]))
+        return global_row.merge(local_row, on=schema.ID_COLUMN), qc
 
     def score(
         self, source: str | Path | Callable[[], trimesh.Trimesh], subject_id: str | None = None
     ) -> dict[str, Any]:
         """Predict every target for one raw scan (a file, or a loader of one). Never raises
-        for a bad scan: the record then says ``qc_status: failed`` and why, with no
-        predictions."""
+        for bad scan data: the record then says ``qc_status: failed`` and why, with no
+        predictions; anything else (a bug) raises."""
         if subject_id is None:
             if callable(source):
                 raise ValueError("a subject_id is needed when the scan is given as a loader")
@@ -179,27 +178,24 @@ class ScanScorer:
         mesh, ingest_qc = self.ingest(source, subject_id)
         record["qc_status"] = ingest_qc["status"]
         record["qc_reason"] = ingest_qc["reason"]
-        if mesh is not None and not (ingest_qc["has_texture"] or ingest_qc["has_vertex_colors"]):
-            # Skin colour and texture are half the features: without them the model would
-            # answer from shape alone something it never learnt (ages off by decades).
-            record["qc_status"] = "failed"
-            record["qc_reason"] = (
-                "no colour: the model reads skin colour and texture, and this scan has neither "
-                "a texture image nor vertex colours (for an OBJ, send its MTL and texture too)"
-            )
-            mesh = None
         if mesh is not None:
             try:
                 features, stage_qc = self.features(mesh, subject_id)
+            except DataError as exc:  # the scan's data, not the code: a failed record
+                record["qc_status"] = "failed"
+                record["qc_reason"] = _join(record["qc_reason"], f"{type(exc).__name__}: {exc}")
+            else:
                 predictions = self.health_models.predict(features, model="mlp")
                 record.update(predictions.drop(columns=schema.ID_COLUMN).iloc[0].to_dict())
                 record.update(stage_qc)
-                if stage_qc.get("region_status") == "warning":
-                    record["qc_status"] = "warning"
-                    record["qc_reason"] = _join(record["qc_reason"], stage_qc["region_reason"])
-            except Exception as exc:  # noqa: BLE001 - one bad scan must not stop a batch
-                record["qc_status"] = "failed"
-                record["qc_reason"] = _join(record["qc_reason"], f"{type(exc).__name__}: {exc}")
+                for stage in ("alignment", "region"):
+                    if stage_qc.get(f"{stage}_status") == "warning":
+                        record["qc_status"] = (
+                            "warning" if record["qc_status"] == "ok" else record["qc_status"]
+                        )
+                        record["qc_reason"] = _join(
+                            record["qc_reason"], stage_qc[f"{stage}_reason"]
+                        )
         record["seconds"] = round(time.perf_counter() - started, 2)
         return record
 
@@ -307,34 +303,35 @@ def log_scorer(scorer: ScanScorer, *, register: bool = True, alias: str = "newes
 
 
 def newest_model_uri(tracking_uri: str | None = None, experiment: str = "face_health") -> str:
-    """URI of the newest model that ``training`` logged in the tracking backend."""
+    """URI of the newest model that ``training`` logged in the tracking backend (the given
+    one, else MLflow's current one; the process-wide tracking URI is left alone)."""
     import mlflow
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    runs = mlflow.search_runs(
-        experiment_names=[experiment],
-        filter_string="tags.`face_health.model_logged` = 'true'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = (
+        client.search_runs(
+            [found.experiment_id],
+            filter_string="tags.`face_health.model_logged` = 'true'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if found is not None
+        else []
     )
-    if runs.empty:
+    if not runs:
         raise LookupError(
-            f"no trained model in the MLflow backend {mlflow.get_tracking_uri()}: "
+            f"no trained model in the MLflow backend {tracking_uri or mlflow.get_tracking_uri()}: "
             "run `kedro run --pipelines=training` first, or pass a model URI"
         )
-    return f"runs:/{runs.iloc[0]['run_id']}/{ARTIFACT_PATH}"
+    return f"runs:/{runs[0].info.run_id}/{ARTIFACT_PATH}"
 
 
 def resolve_model_uri(model: str | None, tracking_uri: str | None = None) -> str:
     """A run id, a ``models:/name@alias`` / ``runs:/`` URI, a local model folder, or ``None``
-    for the newest trained model."""
-    import mlflow
-
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
+    for the newest trained model (looked up in ``tracking_uri``)."""
     if not model:
-        return newest_model_uri()
+        return newest_model_uri(tracking_uri)
     if Path(model).exists() or "://" in model or model.startswith(("models:/", "runs:/")):
         return model
     if "@" in model:  # name@alias
@@ -343,8 +340,19 @@ def resolve_model_uri(model: str | None, tracking_uri: str | None = None) -> str
 
 
 def load_scorer(model: str | None = None, tracking_uri: str | None = None) -> ScanScorer:
-    """Load the ``ScanScorer`` of a logged model (see ``resolve_model_uri``)."""
+    """Load the ``ScanScorer`` of a logged model (see ``resolve_model_uri``) from
+    ``tracking_uri`` (default: MLflow's current one, which this does not change). The model's
+    files are downloaded into a temporary folder that is removed once the scorer is loaded."""
+    import tempfile
+
+    import mlflow.artifacts
     import mlflow.pyfunc
 
     uri = resolve_model_uri(model, tracking_uri)
-    return mlflow.pyfunc.load_model(uri).unwrap_python_model().scorer
+    if Path(uri).exists():
+        return mlflow.pyfunc.load_model(uri).unwrap_python_model().scorer
+    with tempfile.TemporaryDirectory(prefix="face_health_model_") as folder:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=folder, tracking_uri=tracking_uri, registry_uri=tracking_uri
+        )
+        return mlflow.pyfunc.load_model(local).unwrap_python_model().scorer

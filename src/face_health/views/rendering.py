@@ -21,6 +21,8 @@ from face_health.colour import has_colour
 if TYPE_CHECKING:
     import pyrender
 
+    from face_health.config import ViewSettings
+
 
 @functools.cache
 def _pyrender() -> Any:
@@ -275,21 +277,16 @@ def directional_views(n_per_direction: int = 3, interval_deg: float = 15.0) -> l
 TEMPLATE_FACE_CENTRE = np.array([0.0, 15.0, -40.0])
 
 
-def render_directional_views(mesh: trimesh.Trimesh, options: dict) -> dict[str, np.ndarray]:
-    """The directional views of one aligned face (template frame), ``name -> (S, S, 3) uint8``.
-
-    ``options``: ``n_per_direction``, ``interval_deg``, ``image_size``, ``channel``
-    (``colour``, or ``shaded`` for grey geometry; colour falls back to shaded for a scan
-    without texture), ``fov_deg``, ``distance_mm``.
-    """
-    views = directional_views(
-        int(options.get("n_per_direction", 3)), float(options.get("interval_deg", 15.0))
-    )
-    textured = options.get("channel", "colour") == "colour" and has_colour(mesh)
+def render_directional_views(
+    mesh: trimesh.Trimesh, settings: ViewSettings
+) -> dict[str, np.ndarray]:
+    """The views stage for one aligned face (template frame), as the pipeline's workers and
+    the scorer run it: ``name -> (S, S, 3) uint8`` for the ``views`` settings
+    (``channel: colour`` falls back to shaded grey geometry for a scan without colour)."""
+    views = directional_views(settings.n_per_direction, settings.interval_deg)
+    textured = settings.channel == "colour" and has_colour(mesh)
     with FaceRenderer(
-        int(options.get("image_size", 112)),
-        fov_deg=float(options.get("fov_deg", 30.0)),
-        distance_mm=float(options.get("distance_mm", 420.0)),
+        settings.image_size, fov_deg=settings.fov_deg, distance_mm=settings.distance_mm
     ) as renderer:
         colour, _ = renderer.render(
             mesh,

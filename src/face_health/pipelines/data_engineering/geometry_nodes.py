@@ -15,17 +15,12 @@ import trimesh
 from PIL import Image
 
 from face_health import schema
-from face_health.alignment.similarity import (
-    Template,
-    align_face,
-    build_template,
-    landmark_table_to_dict,
-    transform_points,
-)
+from face_health.alignment.similarity import align_subject, build_template, landmark_table_to_dict
+from face_health.config import AlignmentSettings, LandmarkSettings, QcSettings, ViewSettings
 from face_health.ingest.splits import subjects_in
 from face_health.landmarks.detector import detect_one, read_checkpoint, write_checkpoint
 from face_health.landmarks.fit import train_checkpoint
-from face_health.parallel import map_subjects
+from face_health.parallel import check_failures, map_subjects
 from face_health.reporting import template_figure, views_contact_sheet
 from face_health.tracking import lightning_logger
 from face_health.views.rendering import render_directional_views
@@ -41,9 +36,10 @@ def provide_landmark_model(
 ) -> tuple[dict, dict]:
     """The landmark network: the shipped checkpoint, or one retrained on the training split's
     annotations when ``landmarks.train`` is true. Returns the checkpoint and its metrics."""
-    if not landmarks.get("train", False):
-        checkpoint = read_checkpoint(landmarks.get("checkpoint"))
-        return checkpoint, {"source": "shipped" if not landmarks.get("checkpoint") else "file"}
+    settings = LandmarkSettings.from_parameters(landmarks)
+    if not settings.train:
+        checkpoint = read_checkpoint(settings.checkpoint)
+        return checkpoint, {"source": "file" if settings.checkpoint else "shipped"}
     tables = {k.removesuffix(".csv"): load for k, load in annotations.items()}
     train_ids = [s for s in subjects_in(splits, "train") if s in tables and s in clean_meshes]
     val_ids = [s for s in subjects_in(splits, "validation") if s in tables and s in clean_meshes]
@@ -65,10 +61,12 @@ def detect_landmarks(
     clean_meshes: dict[str, Callable[[], trimesh.Trimesh]],
     landmark_model: dict,
     landmarks: dict[str, Any],
+    qc_parameters: dict[str, Any],
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict[str, pd.DataFrame]]:
     """Landmarks of every clean mesh (mm, the mesh's frame), a QC row per subject, and the
     face model fitted to each (its vertices ``x, y, z``, the mesh's frame; none with
     ``landmarks.method: cnn``)."""
+    settings = LandmarkSettings.from_parameters(landmarks)
     with tempfile.TemporaryDirectory() as tmp:
         # Workers load the network once each from a file instead of receiving it per scan.
         path = Path(tmp) / "landmarks.pt"
@@ -76,12 +74,10 @@ def detect_landmarks(
         outcomes = map_subjects(
             detect_one,
             dict(clean_meshes.items()),
-            n_jobs=int(landmarks.get("n_jobs", 0)),
+            n_jobs=settings.n_jobs,
             desc="detecting landmarks",
-            checkpoint=str(path),
-            min_confidence=float(landmarks.get("min_confidence", 0.3)),
-            method=str(landmarks.get("method", "fit")),
-            fit=landmarks.get("model_fit"),
+            detector=str(path),
+            settings=settings,
         )
     tables, rows, fitted = {}, [], {}
     for sid, outcome in outcomes.items():
@@ -93,7 +89,10 @@ def detect_landmarks(
             rows.append({"subject_id": sid, **qc, "landmark_seconds": round(outcome.seconds, 3)})
         else:
             rows.append(outcome.failed_row("landmark"))
-    return tables, pd.DataFrame(rows), fitted
+    table = pd.DataFrame(rows)
+    limit = QcSettings.from_parameters(qc_parameters).max_failed_fraction
+    check_failures(table, "landmark", max_failed_fraction=limit)
+    return tables, table, fitted
 
 
 def make_template(
@@ -119,30 +118,10 @@ class _LazyMeshes(dict):
         return super().__getitem__(key)()
 
 
-def _template(table: pd.DataFrame) -> Template:
-    return Template(list(table["name"]), table[["x", "y", "z"]].to_numpy(float))
-
-
-def _align_one(job: tuple, template_table: pd.DataFrame, options: dict) -> tuple:
+def _align_one(job: tuple, template_table: pd.DataFrame, settings: AlignmentSettings):
     mesh_loader, landmark_loader, fitted_loader = job
-    table = landmark_loader()
-    found = table[table["status"] == "ok"] if "status" in table else table
-    mesh, moved, fit = align_face(
-        mesh_loader(),
-        landmark_table_to_dict(found),
-        _template(template_table),
-        allow_scale=bool(options.get("scale", True)),
-        crop_margin_mm=float(options.get("crop_margin_mm", 10.0)),
-    )
-    moved_table = pd.DataFrame([(n, *p) for n, p in moved.items()], columns=["name", "x", "y", "z"])
-    qc = {k: v for k, v in fit.items() if k != "matrix"}
-    qc["transform"] = " ".join(f"{v:.6g}" for v in fit["matrix"][:3].ravel())
-    qc["n_faces_cropped"] = len(mesh.faces)
-    fitted = None
-    if fitted_loader is not None:  # the fitted face model moves with the scan
-        xyz = transform_points(fit["matrix"], fitted_loader()[["x", "y", "z"]].to_numpy(float))
-        fitted = pd.DataFrame(xyz.astype(np.float32), columns=["x", "y", "z"])
-    return mesh, moved_table, qc, fitted
+    fitted = None if fitted_loader is None else fitted_loader()[["x", "y", "z"]].to_numpy(float)
+    return align_subject(mesh_loader(), landmark_loader(), fitted, template_table, settings)
 
 
 def align_faces(
@@ -151,6 +130,7 @@ def align_faces(
     fitted_faces: dict[str, Callable[[], pd.DataFrame]],
     template_landmarks: pd.DataFrame,
     alignment: dict[str, Any],
+    qc_parameters: dict[str, Any],
 ) -> tuple[
     dict[str, trimesh.Trimesh], dict[str, pd.DataFrame], pd.DataFrame, dict[str, pd.DataFrame]
 ]:
@@ -160,6 +140,7 @@ def align_faces(
     transform, the scale and the landmark residual in mm), and the fitted face models moved
     the same way (for the subjects that have one).
     """
+    settings = AlignmentSettings.from_parameters(alignment)
     jobs = {
         key.removesuffix(".csv"): (
             clean_meshes[key.removesuffix(".csv")],
@@ -172,49 +153,45 @@ def align_faces(
     outcomes = map_subjects(
         _align_one,
         jobs,
-        n_jobs=int(alignment.get("n_jobs", 0)),
+        n_jobs=settings.n_jobs,
         desc="aligning to the template",
         template_table=template_landmarks,
-        options=alignment,
+        settings=settings,
     )
     meshes, landmark_tables, rows, fitted = {}, {}, [], {}
-    limit = float(alignment.get("max_residual_mm", 6.0))
     for sid, outcome in outcomes.items():
         if not outcome.ok:
             rows.append(outcome.failed_row("alignment"))
             continue
-        mesh, moved, qc, moved_fit = outcome.value
-        meshes[sid] = mesh
-        if moved_fit is not None:
-            fitted[sid] = moved_fit
-        landmark_tables[f"{sid}.csv"] = moved
-        high = qc["residual_mm"] > limit
-        reason = f"landmark residual {qc['residual_mm']:.1f} mm > {limit:g} mm" if high else ""
-        rows.append(
-            {
-                "subject_id": sid,
-                "alignment_status": "warning" if high else "ok",
-                "alignment_reason": reason,
-                **qc,
-            }
-        )
-    return meshes, landmark_tables, pd.DataFrame(rows), fitted
+        subject = outcome.value
+        meshes[sid] = subject.mesh
+        if subject.fitted is not None:
+            fitted[sid] = subject.fitted
+        landmark_tables[f"{sid}.csv"] = subject.landmarks
+        rows.append({"subject_id": sid, **subject.qc})
+    table = pd.DataFrame(rows)
+    limit = QcSettings.from_parameters(qc_parameters).max_failed_fraction
+    check_failures(table, "alignment", max_failed_fraction=limit)
+    return meshes, landmark_tables, table, fitted
 
 
-def _render_one(mesh_loader: Callable[[], trimesh.Trimesh], options: dict) -> dict[str, np.ndarray]:
-    return render_directional_views(mesh_loader(), options)
+def _render_one(
+    mesh_loader: Callable[[], trimesh.Trimesh], settings: ViewSettings
+) -> dict[str, np.ndarray]:
+    return render_directional_views(mesh_loader(), settings)
 
 
 def render_face_views(
     aligned_meshes: dict[str, Callable[[], trimesh.Trimesh]], views: dict[str, Any]
 ) -> tuple[dict[str, Image.Image], plt.Figure]:
     """Directional views of every aligned face, saved as ``<subject_id>/<view>.png``."""
+    settings = ViewSettings.from_parameters(views)
     outcomes = map_subjects(
         _render_one,
         dict(aligned_meshes.items()),
-        n_jobs=int(views.get("n_jobs", 0)),
+        n_jobs=settings.n_jobs,
         desc="rendering views",
-        options=views,
+        settings=settings,
     )
     rendered = {}
     for sid, outcome in outcomes.items():
@@ -222,7 +199,7 @@ def render_face_views(
             rendered[sid] = outcome.value
         else:
             logger.warning("views of %s failed: %s", sid, outcome.error)
-    shown = sorted(rendered)[: int(views.get("contact_sheet_subjects", 4))]
+    shown = sorted(rendered)[: settings.contact_sheet_subjects]
     sheet = views_contact_sheet({sid: rendered[sid] for sid in shown})
     images = {
         f"{sid}/{name}": Image.fromarray(image)

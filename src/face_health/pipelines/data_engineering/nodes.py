@@ -11,11 +11,12 @@ import pandas as pd
 import trimesh
 
 from face_health.alignment.similarity import landmark_table_to_dict
+from face_health.config import ContactSheetSettings, IngestSettings, QcSettings, SplitSettings
 from face_health.ingest.clinical import validate_clinical
 from face_health.ingest.raw_cohort import prepare_raw_cohort
-from face_health.ingest.scan import IngestSettings, group_scan_files, ingest_scan
+from face_health.ingest.scan import group_scan_files, ingest_scan
 from face_health.ingest.splits import make_splits
-from face_health.parallel import map_subjects
+from face_health.parallel import check_failures, map_subjects
 from face_health.reporting import contact_sheet, pick_diverse_subjects
 
 logger = logging.getLogger(__name__)
@@ -35,37 +36,42 @@ def ingest_scans(
     raw_scans: dict[str, Callable[[], trimesh.Trimesh]],
     raw_cohort: dict[str, Any],
     ingest: dict[str, Any],
+    qc_parameters: dict[str, Any],
 ) -> tuple[dict[str, trimesh.Trimesh], pd.DataFrame]:
     """Read, convert to millimetres and clean every scan; one QC row per subject.
 
-    A scan that cannot be used gets a ``failed`` row with the reason; the others go on.
+    A scan that cannot be used gets a ``failed`` row with the reason; the others go on,
+    unless more than ``qc.max_failed_fraction`` of the cohort fails.
     """
+    settings = IngestSettings.from_parameters(ingest)
     logger.info("ingesting the %s cohort at %s", raw_cohort["source"], raw_cohort["path"])
     scans, rejected = group_scan_files(raw_scans)
     jobs = {sid: (sid, raw_scans[key]) for sid, key in scans.items()}
     outcomes = map_subjects(
         _ingest_one,
         jobs,
-        n_jobs=int(ingest.get("n_jobs", 0)),
+        n_jobs=settings.n_jobs,
         desc="ingesting scans",
-        **IngestSettings.from_parameters(ingest).as_kwargs(),
+        **settings.as_kwargs(),
     )
     meshes: dict[str, trimesh.Trimesh] = {}
     rows = []
     for sid, outcome in outcomes.items():
-        if not outcome.ok:  # ingest_scan never raises on bad input; this is a crashed worker
+        if not outcome.ok:  # a data error the reader raised (unreadable scan, ...)
             rows.append({"subject_id": sid, "status": "failed", "reason": outcome.error})
             continue
-        mesh, qc = outcome.value
-        rows.append(qc)
+        mesh, record = outcome.value
+        rows.append(record)
         if mesh is not None:
             meshes[sid] = mesh
     for sid, reason in rejected.items():
         rows.append({"subject_id": sid, "status": "failed", "reason": reason})
-    qc = pd.DataFrame(rows).sort_values("subject_id", ignore_index=True)
-    n_failed = int((qc["status"] == "failed").sum())
+    table = pd.DataFrame(rows).sort_values("subject_id", ignore_index=True)
+    n_failed = int((table["status"] == "failed").sum())
     logger.info("ingested %d scans, %d failed QC", len(meshes), n_failed)
-    return meshes, qc
+    limit = QcSettings.from_parameters(qc_parameters).max_failed_fraction
+    check_failures(table, "ingest", max_failed_fraction=limit)
+    return meshes, table
 
 
 def validate_clinical_table(
@@ -138,13 +144,14 @@ def split_subjects(
     clinical: pd.DataFrame, ingest_qc: pd.DataFrame, splits: dict[str, Any]
 ) -> pd.DataFrame:
     """Subject-level train / validation / test over subjects with a usable scan and labels."""
+    settings = SplitSettings.from_parameters(splits)
     usable = ingest_qc.loc[ingest_qc["status"] != "failed", "subject_id"]
     table = clinical[clinical["subject_id"].isin(usable)]
     return make_splits(
         table,
-        fractions=tuple(splits.get("fractions", (0.7, 0.15, 0.15))),
-        seed=int(splits.get("seed", 0)),
-        stratify_by=tuple(splits.get("stratify_by", ("sex", "age"))),
+        fractions=settings.fractions,
+        seed=settings.seed,
+        stratify_by=settings.stratify_by,
     )
 
 
@@ -156,10 +163,11 @@ def cohort_contact_sheet(
 ) -> plt.Figure:
     """Faces of the cohort from young to old, both sexes, lean and heavy, as scanned (holes,
     lighting and all), turned frontal with their detected landmarks."""
+    settings = ContactSheetSettings.from_parameters(contact_sheet_options)
     landmarks = {k.removesuffix(".csv"): load for k, load in detected_landmarks.items()}
     ids = clinical["subject_id"]
     have = clinical[ids.isin(clean_meshes) & ids.isin(landmarks)]
-    chosen = pick_diverse_subjects(have, int(contact_sheet_options.get("n_subjects", 8)))
+    chosen = pick_diverse_subjects(have, settings.n_subjects)
     if not chosen:
         raise ValueError("no subject has both a clean mesh and landmarks for a contact sheet")
     info = clinical.set_index("subject_id")
@@ -171,7 +179,7 @@ def cohort_contact_sheet(
         {sid: clean_meshes[sid]() for sid in chosen},
         {sid: landmark_table_to_dict(landmarks[sid]()) for sid in chosen},
         labels,
-        image_size=int(contact_sheet_options.get("image_size", 320)),
-        columns=int(contact_sheet_options.get("columns", 4)),
+        image_size=settings.image_size,
+        columns=settings.columns,
         title="The cohort as scanned (holes, lighting and all), turned frontal: age, sex, BMI",
     )

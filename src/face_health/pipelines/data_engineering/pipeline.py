@@ -14,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(nodes.prepare_cohort, "params:cohort", "raw_cohort", name="prepare_raw_cohort"),
             Node(
                 nodes.ingest_scans,
-                ["raw_scans", "raw_cohort", "params:ingest"],
+                ["raw_scans", "raw_cohort", "params:ingest", "params:qc"],
                 ["clean_meshes", "ingest_qc"],
                 name="ingest_scans",
             ),
@@ -43,7 +43,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 geo.detect_landmarks,
-                ["clean_meshes", "landmark_model", "params:landmarks"],
+                ["clean_meshes", "landmark_model", "params:landmarks", "params:qc"],
                 ["detected_landmarks", "landmark_qc", "fitted_faces"],
                 name="detect_landmarks",
             ),
@@ -66,6 +66,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "fitted_faces",
                     "template_landmarks",
                     "params:alignment",
+                    "params:qc",
                 ],
                 ["aligned_meshes", "aligned_landmarks", "alignment_qc", "aligned_fitted_faces"],
                 name="align_to_template",

@@ -13,12 +13,17 @@ import trimesh
 
 from face_health import schema
 from face_health.alignment.similarity import landmark_table_to_dict
+from face_health.config import (
+    EmbeddingSettings,
+    FacialOmicsSettings,
+    QcSettings,
+    RadiomicsSettings,
+)
 from face_health.ingest.splits import subjects_in
-from face_health.landmarks.fitted import face_regions
+from face_health.omics.local_features import subject_local_features
 from face_health.omics.pca import FacialOmics, explained_variance_figure
-from face_health.omics.radiomics import subject_radiomics
-from face_health.omics.regions import region_map_figure, region_qc, segment_regions
-from face_health.parallel import map_subjects
+from face_health.omics.regions import region_map_figure, segment_regions
+from face_health.parallel import check_failures, map_subjects
 from face_health.tracking import lightning_logger
 
 logger = logging.getLogger(__name__)
@@ -43,16 +48,17 @@ def train_embedding_model(
     validation split); per-epoch metrics go to the MLflow run."""
     from face_health.embedding.model import ViewDataModule, fit_embedding_model
 
-    names = list(embedding.get("targets", schema.TARGET_NAMES))
+    settings = EmbeddingSettings.from_parameters(embedding)
+    names = list(schema.TARGET_NAMES)
     data = ViewDataModule(
         _views_by_subject(face_views),
         clinical[[schema.ID_COLUMN, *names]],
         splits,
         target_names=names,
-        image_size=int(embedding.get("image_size", 112)),
-        views_per_subject_per_epoch=int(embedding.get("views_per_subject_per_epoch", 4)),
-        batch_size=int(embedding.get("batch_size", 32)),
-        seed=int(embedding.get("seed", 0)),
+        image_size=settings.image_size,
+        views_per_subject_per_epoch=settings.views_per_subject_per_epoch,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
     )
     train = set(subjects_in(splits, "train"))
     # What the network and the target scaler learn from: training subjects only.
@@ -63,12 +69,12 @@ def train_embedding_model(
         module_options={
             "target_names": names,
             "target_kinds": [schema.TARGET_BY_NAME[n].kind for n in names],
-            **embedding.get("module", {}),
+            **settings.module,
         },
-        trainer_options=embedding.get("trainer", {}),
+        trainer_options=settings.trainer,
         logger=lightning_logger("embedding"),
-        patience=int(embedding.get("patience", 3)),
-        seed=int(embedding.get("seed", 0)),
+        patience=settings.patience,
+        seed=settings.seed,
     )
     metrics["scaler_fitted_on"] = len(data.scaler.fitted_on)
     return module, metrics
@@ -80,11 +86,12 @@ def embed_subjects(
     """One embedding per subject (every split): the mean (or concatenation) of its views'."""
     from face_health.embedding.model import subject_embeddings
 
+    settings = EmbeddingSettings.from_parameters(embedding)
     return subject_embeddings(
         embedding_model,
         _views_by_subject(face_views),
-        image_size=int(embedding.get("image_size", 112)),
-        aggregate=embedding.get("aggregate", "mean"),
+        image_size=settings.image_size,
+        aggregate=settings.aggregate,
     )
 
 
@@ -106,24 +113,10 @@ def template_region_centroids(
     return {r: c.tolist() for r, c in _region_centroids(template_mesh, region_map).items()}
 
 
-def _subject_regions(job: tuple, centroids: dict, options: dict) -> tuple:
+def _subject_regions(job: tuple, centroids: dict, settings: RadiomicsSettings):
     mesh_loader, landmark_loader, fitted_loader = job
-    mesh = mesh_loader()
-    table = landmark_loader()
-    landmarks = landmark_table_to_dict(
-        table[table["status"] == "ok"] if "status" in table else table
-    )
     fitted = None if fitted_loader is None else fitted_loader()[["x", "y", "z"]].to_numpy(float)
-    region_map = face_regions(mesh, landmarks, fitted, options.get("region_topology", "fitted"))
-    qc = region_qc(region_map, mesh)
-    row = subject_radiomics(
-        mesh,
-        {r: region_map.faces_of(r) for r in schema.REGIONS},
-        template_centroids={r: np.asarray(c) for r, c in centroids.items()},
-        mm_per_pixel=float(options.get("mm_per_pixel", 0.5)),
-        levels=int(options.get("levels", 32)),
-    )
-    return region_map.labels.astype(np.int16), row, qc
+    return subject_local_features(mesh_loader(), landmark_loader(), fitted, centroids, settings)
 
 
 def extract_region_radiomics(
@@ -132,6 +125,7 @@ def extract_region_radiomics(
     aligned_fitted_faces: dict[str, Callable[[], pd.DataFrame]],
     template_region_centroids: dict[str, list[float]],
     radiomics: dict[str, Any],
+    qc_parameters: dict[str, Any],
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame, plt.Figure]:
     """Segment the 20 regions of every aligned face and extract their radiomic features.
 
@@ -143,6 +137,7 @@ def extract_region_radiomics(
     table (one row per subject, columns ``<region>__<feature>``), a QC row per subject and
     a picture of the region map on a few faces.
     """
+    settings = RadiomicsSettings.from_parameters(radiomics)
     jobs = {
         sid: (loader, aligned_landmarks[f"{sid}.csv"], aligned_fitted_faces.get(sid))
         for sid, loader in aligned_meshes.items()
@@ -151,21 +146,23 @@ def extract_region_radiomics(
     outcomes = map_subjects(
         _subject_regions,
         jobs,
-        n_jobs=int(radiomics.get("n_jobs", 0)),
+        n_jobs=settings.n_jobs,
         desc="regions and radiomics",
         centroids=template_region_centroids,
-        options=radiomics,
+        settings=settings,
     )
     labels, rows, qc_rows = {}, [], []
     for sid, outcome in outcomes.items():
         if not outcome.ok:
             qc_rows.append(outcome.failed_row("region"))
             continue
-        face_labels, row, qc = outcome.value
-        labels[sid] = pd.DataFrame({"region": face_labels})
-        rows.append({"subject_id": sid, **row})
-        qc_rows.append({"subject_id": sid, **qc})
-    shown = sorted(labels)[: int(radiomics.get("picture_subjects", 3))]
+        subject = outcome.value
+        labels[sid] = pd.DataFrame({"region": subject.labels})
+        rows.append({"subject_id": sid, **subject.radiomics})
+        qc_rows.append({"subject_id": sid, **subject.qc})
+    limit = QcSettings.from_parameters(qc_parameters).max_failed_fraction
+    check_failures(pd.DataFrame(qc_rows), "region", max_failed_fraction=limit)
+    shown = sorted(labels)[: settings.picture_subjects]
     picture = region_map_figure(
         [(sid, aligned_meshes[sid](), _labels_to_map(labels[sid])) for sid in shown]
     )
@@ -182,11 +179,11 @@ def fit_facial_omics(
     region_radiomics: pd.DataFrame, splits: pd.DataFrame, facial_omics: dict[str, Any]
 ) -> tuple[FacialOmics, pd.DataFrame, plt.Figure]:
     """Standardise + PCA fitted on the training split only -> ``local_features``."""
+    settings = FacialOmicsSettings.from_parameters(facial_omics)
     train = set(subjects_in(splits, "train"))
-    model = FacialOmics(
-        n_components=facial_omics.get("n_components", 0.9),
-        max_missing=float(facial_omics.get("max_missing", 0.2)),
-    ).fit(region_radiomics[region_radiomics[schema.ID_COLUMN].isin(train)])
+    model = FacialOmics(n_components=settings.n_components, max_missing=settings.max_missing).fit(
+        region_radiomics[region_radiomics[schema.ID_COLUMN].isin(train)]
+    )
     assert set(model.fitted_on_) <= train, "the PCA saw a validation or test subject"
     logger.info(
         "facial omics: %d features -> %d components (%.0f%% of the variance)",

@@ -41,6 +41,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "aligned_fitted_faces",
                     "template_region_centroids",
                     "params:radiomics",
+                    "params:qc",
                 ],
                 ["region_labels", "region_radiomics", "region_qc", "region_map_picture"],
                 name="segment_regions_and_extract_radiomics",

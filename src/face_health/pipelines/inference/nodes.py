@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from face_health.config import InferenceSettings
 from face_health.ingest.scan import group_scan_files
 from face_health.serving.scorer import load_scorer, predictions_table
 from face_health.synthetic import CohortSettings, ensure_cohort
@@ -20,21 +21,22 @@ logger = logging.getLogger(__name__)
 def prepare_new_scans(inference: dict[str, Any]) -> dict[str, Any]:
     """Check the folder of new scans; for the synthetic default, simulate a few new subjects
     (a seed no training cohort uses) when the folder is absent."""
-    path = Path(inference["scans_path"]).parent
-    simulate = inference.get("simulate_if_missing")
-    if not path.exists() and simulate:
+    settings = InferenceSettings.from_parameters(inference)
+    path = Path(settings.scans_path).parent
+    simulate = settings.simulate_if_missing
+    if not path.exists() and simulate.n > 0:
         ensure_cohort(
             path,
-            n=int(simulate["n"]),
-            seed=int(simulate["seed"]),
+            n=simulate.n,
+            seed=simulate.seed,
             settings=CohortSettings(),
-            n_jobs=int(simulate.get("n_jobs", 0)),
+            n_jobs=simulate.n_jobs,
         )
-    if not Path(inference["scans_path"]).is_dir():
+    if not Path(settings.scans_path).is_dir():
         raise FileNotFoundError(
-            f"no folder of new scans at {inference['scans_path']}; set inference.scans_path"
+            f"no folder of new scans at {settings.scans_path}; set inference.scans_path"
         )
-    return {"path": str(inference["scans_path"])}
+    return {"path": settings.scans_path}
 
 
 def score_new_scans(
@@ -42,7 +44,7 @@ def score_new_scans(
 ) -> pd.DataFrame:
     """Predict every target for every new scan with the configured model (default: the
     newest that ``training`` logged). A scan that fails QC gets a row saying why."""
-    scorer = load_scorer(inference.get("model"))
+    scorer = load_scorer(InferenceSettings.from_parameters(inference).model)
     logger.info("scoring %s with the model of run %s", new_scans_manifest["path"], scorer.run_id)
     scans, rejected = group_scan_files(new_scans)
     records = [

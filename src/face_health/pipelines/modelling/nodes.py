@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from face_health import schema
+from face_health.config import ModellingSettings
 from face_health.evaluation.metrics import (
     age_plots,
     condition_plots,
@@ -37,12 +39,13 @@ def assemble_model_input(
 def _health_models(
     modelling: dict[str, Any], inputs: str | None = None, kinds=None
 ) -> HealthModels:
+    settings = ModellingSettings.from_parameters(modelling)
     return HealthModels(
-        per=modelling.get("per", "group"),
-        inputs=inputs or modelling.get("inputs", "both"),
-        kinds=tuple(kinds or modelling.get("kinds", ("mlp", "mean", "linear"))),
-        mlp_params=modelling.get("mlp", {}),
-        seed=int(modelling.get("seed", 0)),
+        per=settings.per,
+        inputs=inputs or settings.inputs,
+        kinds=tuple(kinds or settings.kinds),
+        mlp_params=dataclasses.asdict(settings.mlp),
+        seed=settings.seed,
     )
 
 
@@ -53,7 +56,7 @@ def train_health_models(
     modelling: dict[str, Any],
 ) -> HealthModels:
     """The MLPs and their baselines, fitted on the training split, early-stopped on validation."""
-    with torch_threads(int(modelling.get("torch_threads", 1))):
+    with torch_threads(ModellingSettings.from_parameters(modelling).torch_threads):
         models = _health_models(modelling).fit(model_input, clinical, splits)
     leaked = set(models.fitted_on_) - set(subjects_in(splits, "train"))
     assert not leaked, f"models were fitted on non-training subjects: {sorted(leaked)[:5]}"
@@ -78,8 +81,8 @@ def evaluate_on_test(
         predictions,
         clinical,
         test_ids=test_ids,
-        n_boot=int(modelling.get("n_bootstrap", 1000)),
-        seed=int(modelling.get("seed", 0)),
+        n_boot=ModellingSettings.from_parameters(modelling).n_bootstrap,
+        seed=ModellingSettings.from_parameters(modelling).seed,
     )
     long = pd.concat([p.assign(model=kind) for kind, p in predictions.items()], ignore_index=True)
     # Each metric and its bootstrap bounds: <target>.<model>.<metric>[_ci_low|_ci_high]
@@ -104,7 +107,7 @@ def ablation(
     tables = []
     for inputs in ("global", "local", "both"):
         models = _health_models(modelling, inputs=inputs, kinds=("mlp",))
-        with torch_threads(int(modelling.get("torch_threads", 1))):
+        with torch_threads(ModellingSettings.from_parameters(modelling).torch_threads):
             models.fit(model_input, clinical, splits)
         predictions = {f"mlp_{inputs}": models.predict(test_input, model="mlp")}
         tables.append(
@@ -112,8 +115,8 @@ def ablation(
                 predictions,
                 clinical,
                 test_ids=test_ids,
-                n_boot=int(modelling.get("n_bootstrap", 1000)),
-                seed=int(modelling.get("seed", 0)),
+                n_boot=ModellingSettings.from_parameters(modelling).n_bootstrap,
+                seed=ModellingSettings.from_parameters(modelling).seed,
             )
         )
     return pd.concat(tables, ignore_index=True)

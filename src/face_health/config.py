@@ -1,0 +1,487 @@
+"""Typed settings: one frozen dataclass per parameters section, built once per node.
+
+The YAML in ``conf/base`` (overridden per environment) is the only place a parameter's default
+lives. :meth:`Section.from_parameters` builds a section from its mapping and refuses what the
+code would otherwise ignore: an unknown key (a typo), a missing key, a value of the wrong kind;
+the message names the key and the file. The Kedro nodes and the scorer of new scans build the
+same objects from the same mappings (the scorer keeps the training run's), so both run the
+method with the same settings.
+
+Nested algorithm settings (``landmarks.model_fit`` -> :class:`~face_health.landmarks.model_fit.
+FitSettings`, ``landmarks.views`` -> ``TrainingViewSettings``, ``cohort.synthetic.settings`` ->
+``CohortSettings``) are dataclasses of their modules whose defaults are the tuned constants of
+an algorithm (documented there with what they were chosen on); the YAML overrides single keys
+and unknown keys are refused the same way.
+
+Examples
+--------
+>>> IngestSettings.from_parameters({"units": "mm"})  # doctest: +SKIP
+SettingsError: parameters_data_engineering.yml, section ingest: missing keys ['min_component_...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+S = TypeVar("S", bound="Section")
+
+
+class SettingsError(ValueError):
+    """A parameters section that does not match its settings class (a configuration error,
+    never a data error: the run stops with this message)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """Base of the parameters sections. Subclasses set ``SECTION`` and ``FILE``."""
+
+    SECTION: ClassVar[str] = ""
+    FILE: ClassVar[str] = ""
+
+    @classmethod
+    def from_parameters(cls: type[S], values: Mapping[str, Any] | None) -> S:
+        """The section from its parameters mapping (what ``params:<section>`` gives a node)."""
+        where = f"{cls.FILE}, section {cls.SECTION}" if cls.FILE else cls.SECTION or cls.__name__
+        return _build(cls, values, where)
+
+    def to_parameters(self) -> dict[str, Any]:
+        """The mapping this section was built from (tuples as lists), for YAML or a model."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def build_dataclass(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
+    """Any dataclass from a mapping with the same checks (unknown keys refused, lists to
+    tuples, numbers checked); fields with defaults may be left out."""
+    return _build(cls, values, where)
+
+
+def _build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise SettingsError(f"{where}: expected a mapping of settings, got {values!r}")
+    known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise SettingsError(
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {unknown} "
+            f"(a typo?); known keys: {sorted(known)}"
+        )
+    required = [
+        name
+        for name, f in known.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = sorted(set(required) - set(values))
+    if missing:
+        raise SettingsError(f"{where}: missing key{'s' if len(missing) > 1 else ''} {missing}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        name: _convert(value, hints[name], f"{where}: {name}") for name, value in values.items()
+    }
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"{where}: {exc}") from exc
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, where)
+            except SettingsError as exc:
+                errors.append(str(exc))
+        raise SettingsError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not valid")
+    if hint is Any:
+        return value
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is tuple or hint is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SettingsError(f"{where}: expected a list, got {value!r}")
+        if args and args[-1] is not Ellipsis and len(args) != len(value):
+            raise SettingsError(f"{where}: expected {len(args)} values, got {list(value)}")
+        item = args[0] if args else Any
+        return tuple(
+            _convert(v, args[i] if args and args[-1] is not Ellipsis else item, where)
+            for i, v in enumerate(value)
+        )
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise SettingsError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SettingsError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{where}: expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise SettingsError(f"{where}: expected text, got {value!r}")
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            raise SettingsError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    return value
+
+
+# --- the sections ------------------------------------------------------------------------
+
+DE = "conf/*/parameters_data_engineering.yml"
+FE = "conf/*/parameters_feature.yml"
+MO = "conf/*/parameters_modelling.yml"
+IN = "conf/*/parameters_inference.yml"
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticCohortSettings:
+    """``cohort.synthetic``: the simulated default cohort."""
+
+    n: int
+    seed: int
+    n_jobs: int
+    settings: dict[str, Any]  # synthetic.CohortSettings (checked by its from_dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class CohortSourceSettings(Section):
+    """``cohort``: where the raw cohort comes from."""
+
+    SECTION: ClassVar[str] = "cohort"
+    FILE: ClassVar[str] = DE
+
+    source: typing.Literal["synthetic", "folder"]
+    path: str
+    clinical: str
+    synthetic: SyntheticCohortSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestSettings(Section):
+    """``ingest``: reading and cleaning each scan (one object for the node and the scorer)."""
+
+    SECTION: ClassVar[str] = "ingest"
+    FILE: ClassVar[str] = DE
+
+    units: typing.Literal["auto", "mm", "cm", "m"]
+    vertex_budget: int
+    min_component_fraction: float
+    require_colour: bool
+    n_jobs: int
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`face_health.ingest.scan.ingest_scan`."""
+        return {
+            "units": self.units,
+            "vertex_budget": self.vertex_budget,
+            "min_component_fraction": self.min_component_fraction,
+            "require_colour": self.require_colour,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class QcSettings(Section):
+    """``qc``: when a per-subject stage stops the run instead of writing QC rows."""
+
+    SECTION: ClassVar[str] = "qc"
+    FILE: ClassVar[str] = DE
+
+    max_failed_fraction: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_failed_fraction <= 1.0:
+            raise SettingsError(
+                f"{self.FILE}, section qc: max_failed_fraction must lie in [0, 1], "
+                f"got {self.max_failed_fraction}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSettings(Section):
+    """``splits``: the subject-level train / validation / test split."""
+
+    SECTION: ClassVar[str] = "splits"
+    FILE: ClassVar[str] = DE
+
+    fractions: tuple[float, float, float]
+    seed: int
+    stratify_by: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ContactSheetSettings(Section):
+    """``contact_sheet``: the cohort's picture."""
+
+    SECTION: ClassVar[str] = "contact_sheet"
+    FILE: ClassVar[str] = DE
+
+    n_subjects: int
+    columns: int
+    image_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LandmarkTrainingSettings:
+    """``landmarks.fit``: the Lightning fit of the landmark network."""
+
+    module: dict[str, Any]
+    trainer: dict[str, Any]
+    patience: int
+    data: dict[str, Any]
+    init_weights: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class LandmarkSettings(Section):
+    """``landmarks``: the detector, the model fit and (``train: true``) the network's training."""
+
+    SECTION: ClassVar[str] = "landmarks"
+    FILE: ClassVar[str] = DE
+
+    method: typing.Literal["fit", "cnn"]
+    model_fit: Any  # FitSettings (built in __post_init__: a module the CLI need not import)
+    train: bool
+    checkpoint: str | None
+    min_confidence: float
+    n_jobs: int
+    seed: int
+    views: Any  # TrainingViewSettings
+    fit: LandmarkTrainingSettings
+
+    def __post_init__(self) -> None:
+        from face_health.landmarks.model_fit import FitSettings
+        from face_health.landmarks.views import TrainingViewSettings
+
+        where = f"{self.FILE}, section landmarks"
+        if not isinstance(self.model_fit, FitSettings):
+            fit = build_dataclass(FitSettings, self.model_fit, f"{where}: model_fit")
+            object.__setattr__(self, "model_fit", fit)
+        if not isinstance(self.views, TrainingViewSettings):
+            views = build_dataclass(TrainingViewSettings, self.views, f"{where}: views")
+            object.__setattr__(self, "views", views)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignmentSettings(Section):
+    """``alignment``: the similarity fit to the template and the face crop."""
+
+    SECTION: ClassVar[str] = "alignment"
+    FILE: ClassVar[str] = DE
+
+    scale: bool
+    crop_margin_mm: float
+    max_residual_mm: float
+    n_jobs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewSettings(Section):
+    """``views``: the directional renders for the ResNet-50."""
+
+    SECTION: ClassVar[str] = "views"
+    FILE: ClassVar[str] = DE
+
+    n_per_direction: int
+    interval_deg: float
+    image_size: int
+    channel: typing.Literal["colour", "shaded"]
+    fov_deg: float
+    distance_mm: float
+    n_jobs: int
+    contact_sheet_subjects: int
+
+    def __post_init__(self) -> None:
+        if self.n_per_direction < 3:
+            raise SettingsError(
+                f"{self.FILE}, section views: n_per_direction must be at least 3 (the method "
+                f"renders at least three views each way), got {self.n_per_direction}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingSettings(Section):
+    """``embedding``: the ResNet-50 of the global features."""
+
+    SECTION: ClassVar[str] = "embedding"
+    FILE: ClassVar[str] = FE
+
+    image_size: int
+    views_per_subject_per_epoch: int
+    batch_size: int
+    aggregate: typing.Literal["mean", "concat"]
+    seed: int
+    patience: int
+    module: dict[str, Any]
+    trainer: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class RadiomicsSettings(Section):
+    """``radiomics``: the 20 regions and their radiomic features."""
+
+    SECTION: ClassVar[str] = "radiomics"
+    FILE: ClassVar[str] = FE
+
+    region_topology: typing.Literal["fitted", "scan"]
+    mm_per_pixel: float
+    levels: int
+    n_jobs: int
+    picture_subjects: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FacialOmicsSettings(Section):
+    """``facial_omics``: standardise + PCA of the radiomics."""
+
+    SECTION: ClassVar[str] = "facial_omics"
+    FILE: ClassVar[str] = FE
+
+    n_components: float | int
+    max_missing: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MlpSettings:
+    """``modelling.mlp``: the per-group MLPs."""
+
+    hidden: tuple[int, ...]
+    dropout: float
+    lr: float
+    weight_decay: float
+    max_epochs: int
+    patience: int
+    batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModellingSettings(Section):
+    """``modelling``: which models on which features."""
+
+    SECTION: ClassVar[str] = "modelling"
+    FILE: ClassVar[str] = MO
+
+    per: typing.Literal["group", "target"]
+    inputs: typing.Literal["global", "local", "both"]
+    kinds: tuple[str, ...]
+    seed: int
+    n_bootstrap: int
+    torch_threads: int
+    mlp: MlpSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulateSettings:
+    """``inference.simulate_if_missing``: new synthetic subjects for the default."""
+
+    n: int
+    seed: int
+    n_jobs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSettings(Section):
+    """``inference``: scoring new scans with a trained model."""
+
+    SECTION: ClassVar[str] = "inference"
+    FILE: ClassVar[str] = IN
+
+    scans_path: str
+    model: str | None
+    simulate_if_missing: SimulateSettings
+
+
+#: The method's per-scan sections, in the order a scan meets them (what a scorer keeps).
+SCAN_SECTIONS: dict[str, type[Section]] = {
+    "ingest": IngestSettings,
+    "landmarks": LandmarkSettings,
+    "alignment": AlignmentSettings,
+    "views": ViewSettings,
+    "embedding": EmbeddingSettings,
+    "radiomics": RadiomicsSettings,
+}
+
+#: Every section of ``conf/base`` with a settings class.
+SECTIONS: dict[str, type[Section]] = {
+    **SCAN_SECTIONS,
+    "cohort": CohortSourceSettings,
+    "qc": QcSettings,
+    "splits": SplitSettings,
+    "contact_sheet": ContactSheetSettings,
+    "facial_omics": FacialOmicsSettings,
+    "modelling": ModellingSettings,
+    "inference": InferenceSettings,
+}
+
+
+def find_project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default: the working directory, then this
+    package's source tree) with ``pyproject.toml`` and ``conf/base``; None when none is."""
+    starts = [(start or Path.cwd()).resolve()]
+    if start is None:
+        starts.append(Path(__file__).resolve().parent)
+    for first in starts:
+        for folder in (first, *first.parents):
+            if (folder / "pyproject.toml").is_file() and (folder / "conf" / "base").is_dir():
+                return folder
+    return None
+
+
+def project_parameters(env: str | None = None, project: Path | None = None) -> dict[str, Any]:
+    """The project's parameters as ``kedro run --env ENV`` sees them (base, then the
+    environment; ``local`` when ``env`` is None), without starting a Kedro session."""
+    from kedro.config import OmegaConfigLoader
+
+    from face_health.settings import CONFIG_LOADER_ARGS
+
+    root = find_project_root(project)
+    if root is None:
+        raise SettingsError(
+            "no Kedro project found (a folder with pyproject.toml and conf/base) at or above "
+            f"{(project or Path.cwd()).resolve()}; run from the project or pass its path"
+        )
+    loader = OmegaConfigLoader(
+        conf_source=str(root / "conf"),
+        env=env or CONFIG_LOADER_ARGS["default_run_env"],
+        **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"},
+    )
+    return dict(loader["parameters"])
+
+
+def section(name: str, env: str | None = None, project: Path | None = None) -> Section:
+    """One section of the project's parameters as its settings object."""
+    return SECTIONS[name].from_parameters(project_parameters(env, project).get(name))
+
+
+def base_section(name: str, **overrides: Any) -> Section:
+    """The project's ``conf/base`` settings of ``name`` with single fields replaced: the
+    defaults for a library call, a benchmark or a test, read from the YAML like a run."""
+    return dataclasses.replace(section(name, env="base"), **overrides)
