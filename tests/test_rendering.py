@@ -74,3 +74,29 @@ def test_orthographic_depth_matches_the_camera_model() -> None:
     col, row = np.round(pixel[0]).astype(int)
     assert out["depth"][0][row, col] == pytest.approx(depth[0], abs=0.6)
     assert np.isnan(out["depth"][0][0, 0])  # background
+
+
+def test_kept_contexts_are_bounded_and_can_be_released() -> None:
+    import threading
+
+    from face_health.views import rendering
+
+    render_directional_views(_ball_face(), base_section("views", image_size=32))
+    assert 0 < len(rendering._CONTEXTS) <= rendering.MAX_CONTEXTS
+    errors = []
+
+    def render_in_a_new_thread() -> None:
+        try:
+            rendering.offscreen(24)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    saved = rendering.MAX_CONTEXTS
+    rendering.MAX_CONTEXTS = len(rendering._CONTEXTS)
+    try:
+        thread = threading.Thread(target=render_in_a_new_thread)
+        thread.start()
+        thread.join()
+    finally:
+        rendering.MAX_CONTEXTS = saved
+    assert errors and "OpenGL contexts are open" in errors[0]

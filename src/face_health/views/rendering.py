@@ -39,6 +39,9 @@ def _pyrender() -> Any:
 
 
 _CONTEXTS: dict[tuple[int, int], pyrender.OffscreenRenderer] = {}
+#: Contexts kept at most: a few image sizes (views, landmark views, pictures) times the threads
+#: that render (the main thread, a service's scoring thread); more means a leak of threads.
+MAX_CONTEXTS = 16
 
 
 def offscreen(size: int) -> pyrender.OffscreenRenderer:
@@ -52,8 +55,23 @@ def offscreen(size: int) -> pyrender.OffscreenRenderer:
     """
     key = (size, threading.get_ident())
     if key not in _CONTEXTS:
+        if len(_CONTEXTS) >= MAX_CONTEXTS:
+            raise RuntimeError(
+                f"{len(_CONTEXTS)} OpenGL contexts are open (one per image size and thread, at "
+                f"most {MAX_CONTEXTS}): render from a fixed pool of threads, or call "
+                "release_contexts() when no renderer is in use"
+            )
         _CONTEXTS[key] = _pyrender().OffscreenRenderer(size, size)
     return _CONTEXTS[key]
+
+
+def release_contexts() -> int:
+    """Delete every kept OpenGL context (none may be in use); returns how many there were."""
+    n = len(_CONTEXTS)
+    for renderer in _CONTEXTS.values():
+        renderer.delete()
+    _CONTEXTS.clear()
+    return n
 
 
 def head_rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
