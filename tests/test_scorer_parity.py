@@ -47,7 +47,9 @@ def test_scorer_features_equal_the_pipelines(trained_tiny_project: Path) -> None
         [mlflow.MlflowClient(uri).get_experiment_by_name("face_health").experiment_id],
         filter_string="tags.`face_health.model_logged` = 'true'",
     )[0]
+    before = mlflow.get_tracking_uri()
     scorer = load_scorer(run.info.run_id, tracking_uri=uri)
+    assert mlflow.get_tracking_uri() == before  # a URI helper never sets it process-wide
     scans = data / "01_raw" / "synthetic_cohort" / "scans"
     for subject in ("S0001", "S0004", "S0007"):
         mesh, qc = scorer.ingest(scans / f"{subject}.obj", subject)

@@ -1,20 +1,7 @@
-"""Run the Kedro project as ``python -m face_health``."""
+"""``python -m face_health``: the ``face-health`` command line (``kedro run`` needs no
+``__main__``; run the pipelines with ``kedro run``)."""
 
-import sys
-from pathlib import Path
-from typing import Any
-
-from kedro.framework.cli.utils import find_run_command
-from kedro.framework.project import configure_project
-
-
-def main(*args: Any, **kwargs: Any) -> Any:
-    package_name = Path(__file__).parent.name
-    configure_project(package_name)
-    kwargs["standalone_mode"] = not hasattr(sys, "ps1")
-    run = find_run_command(package_name)
-    return run(*args, **kwargs)
-
+from face_health.command_line import main
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="face-health")

@@ -18,16 +18,48 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 UNITS_OPTION = click.option(
     "--units",
     type=click.Choice(["auto", "mm", "cm", "m"]),
-    default="auto",
-    show_default=True,
-    help="Units of the scan; auto infers them from its size.",
+    default=None,
+    help="Units of the scan; auto infers them from its size. Default: the project's "
+    "ingest.units (auto).",
 )
+#: The Kedro environment whose parameters a command uses, as `kedro run --env`.
+ENV_OPTION = click.option(
+    "--env",
+    default=None,
+    help="Kedro environment whose parameters to use (conf/base + conf/ENV); default: local.",
+)
+
+
+def _project_settings(section: str, env: str | None):
+    """The project's settings of ``section``, as ``kedro run --env ENV`` builds them: the
+    commands clean and locate a scan with the same settings as the pipeline."""
+    from face_health.config import SettingsError
+    from face_health.config import section as project_section
+
+    try:
+        return project_section(section, env)
+    except (SettingsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _ingest(scan: Path, units: str | None, env: str | None):
+    """The ingest stage on one scan with the project's ``ingest`` settings (``--units``
+    overrides ``ingest.units``)."""
+    from face_health.ingest.scan import ingest_scan
+
+    kwargs = _project_settings("ingest", env).as_kwargs()
+    if units is not None:
+        kwargs["units"] = units
+    return ingest_scan(scan, scan.stem, **kwargs)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="face_health")
 def main() -> None:
     """3D facial scans to age, clinical parameters and medical conditions."""
+    from face_health.quiet import silence_known_library_noise
+
+    silence_known_library_noise()
 
 
 @main.command()
@@ -76,11 +108,11 @@ def simulate(
 @main.command("check-scan")
 @click.argument("scan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @UNITS_OPTION
-def check_scan(scan: Path, units: str) -> None:
-    """Read, clean and QC one scan; print its QC record as JSON (exit 1 if it failed)."""
-    from face_health.ingest.scan import ingest_scan
-
-    _, qc = ingest_scan(scan, scan.stem, units=units)
+@ENV_OPTION
+def check_scan(scan: Path, units: str | None, env: str | None) -> None:
+    """Read, clean and QC one scan with the project's ingest settings; print its QC record as
+    JSON (exit 1 if it failed)."""
+    _, qc = _ingest(scan, units, env)
     click.echo(json.dumps(qc, indent=2, default=str))
     if qc["status"] == "failed":
         sys.exit(1)
@@ -99,18 +131,25 @@ def check_scan(scan: Path, units: str) -> None:
     "--checkpoint",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Landmark network checkpoint; default: the one shipped with the package.",
+    help="Landmark network checkpoint; default: landmarks.checkpoint of the project, else "
+    "the one shipped with the package.",
 )
 @click.option(
     "--method",
     type=click.Choice(["fit", "cnn"]),
-    default="fit",
-    show_default=True,
+    default=None,
     help="fit: the CNN's landmarks start a fit of the face model to the scan, and the "
-    "landmarks are read off the fitted model; cnn: the CNN alone.",
+    "landmarks are read off the fitted model; cnn: the CNN alone. Default: the project's "
+    "landmarks.method (fit).",
 )
+@ENV_OPTION
 def landmarks(
-    scan: Path, out: Path | None, units: str, checkpoint: Path | None, method: str
+    scan: Path,
+    out: Path | None,
+    units: str | None,
+    checkpoint: Path | None,
+    method: str | None,
+    env: str | None,
 ) -> None:
     """Find the named landmarks of SCAN (OBJ, PLY, STL, OFF, GLB/glTF).
 
@@ -118,19 +157,25 @@ def landmarks(
     each landmark's CNN confidence and, with --method fit, the model fit's residual near the
     landmark (mm), how far the fitted point lies from the CNN's (mm), and the fit's overall
     residual and coverage on standard error. A scan that is not a face, or one the face model
-    cannot follow, is an error with the reason.
+    cannot follow, is an error with the reason. The scan is cleaned and its landmarks found
+    with the project's ingest and landmarks settings, by the pipeline's own stage functions.
     """
-    from face_health.ingest.scan import ingest_scan
-    from face_health.landmarks.detector import LandmarkDetector
-    from face_health.landmarks.locate import locate_landmarks
+    import dataclasses
 
-    mesh, qc = ingest_scan(scan, scan.stem, units=units)
+    from face_health.errors import DataError
+    from face_health.landmarks.detector import LandmarkDetector, detect_one
+
+    settings = _project_settings("landmarks", env)
+    if method is not None:
+        settings = dataclasses.replace(settings, method=method)
+    method = settings.method
+    mesh, qc = _ingest(scan, units, env)
     if mesh is None:
         raise click.ClickException(f"{scan}: {qc['reason']}")
-    detector = LandmarkDetector.from_checkpoint(checkpoint)
+    detector = LandmarkDetector.from_checkpoint(checkpoint or settings.checkpoint)
     try:
-        table, stage_qc, _ = locate_landmarks(detector, mesh, method=method)
-    except ValueError as exc:
+        table, stage_qc, _ = detect_one(mesh, detector, settings)
+    except DataError as exc:
         raise click.ClickException(f"{scan}: {exc}") from exc
     # Ingest only rescales to millimetres, so the scan's own frame is one division away.
     scale = float(qc["scale_to_mm"])
@@ -165,68 +210,85 @@ def landmarks(
     help="A raw cohort folder with scans/, landmarks/ and clinical.csv.",
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--views-per-scan", type=int, default=24, show_default=True)
-@click.option("--size", type=int, default=128, show_default=True, help="View size in pixels.")
-@click.option("--jobs", type=int, default=0, show_default=True, help="Render processes.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate.")
+@click.option(
+    "--env",
+    default=None,
+    help="Kedro environment whose `landmarks` parameters to train with (conf/base, then "
+    "conf/ENV)  [default: local]",
+)
+@click.option("--epochs", type=int, help="[default: landmarks.fit.module.max_epochs]")
+@click.option("--views-per-scan", type=int, help="[default: landmarks.views.views_per_scan]")
+@click.option("--size", type=int, help="View size in pixels  [default: landmarks.views.size]")
+@click.option("--jobs", type=int, help="Render processes  [default: landmarks.n_jobs]")
+@click.option("--seed", type=int, help="[default: landmarks.seed]")
+@click.option("--lr", type=float, help="Peak learning rate  [default: landmarks.fit.module.lr]")
 @click.option(
     "--init-weights",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Start from this landmark checkpoint (fine-tuning) instead of random weights.",
+    help="Start from this landmark checkpoint (fine-tuning)  [default: landmarks.fit.init_weights]",
 )
 @click.option(
     "--reshape/--no-reshape",
-    default=True,
-    show_default=True,
-    help="Vary face proportions (per-axis scale, smooth warps) beyond the training faces'.",
+    default=None,
+    help="Vary face proportions (per-axis scale, smooth warps) beyond the training faces'  "
+    "[default: landmarks.views]",
 )
 @click.option(
     "--scanner-noise/--no-scanner-noise",
-    default=True,
-    show_default=True,
-    help="Add surface noise and spikes as real scanners leave them.",
+    default=None,
+    help="Add surface noise and spikes as real scanners leave them  [default: landmarks.views]",
 )
 @click.option(
     "--decimation/--no-decimation",
-    default=True,
-    show_default=True,
-    help="Decimate half the training scans to 3k-20k vertices (real scans' resolutions).",
+    default=None,
+    help="Decimate half the training scans to 3k-20k vertices (real scans' resolutions)  "
+    "[default: landmarks.views]",
 )
 def train_landmarks(
     cohort: Path,
     out: Path,
-    epochs: int,
-    views_per_scan: int,
-    size: int,
-    jobs: int,
-    seed: int,
-    lr: float,
+    env: str | None,
+    epochs: int | None,
+    views_per_scan: int | None,
+    size: int | None,
+    jobs: int | None,
+    seed: int | None,
+    lr: float | None,
     init_weights: Path | None,
-    reshape: bool,
-    scanner_noise: bool,
-    decimation: bool,
+    reshape: bool | None,
+    scanner_noise: bool | None,
+    decimation: bool | None,
 ) -> None:
     """Train the landmark network on an annotated cohort (train / validation split of its
-    clinical table) and write a compact checkpoint to OUT."""
-    from face_health.landmarks.fit import train_from_cohort_folder
-    from face_health.landmarks.views import REAL_SCAN_VARIETY
+    clinical table) and write a compact checkpoint to OUT.
 
-    views: dict = {"size": size, "views_per_scan": views_per_scan}
-    if reshape:
-        views |= {k: REAL_SCAN_VARIETY[k] for k in ("axis_scale", "warp_mm")}
-    if scanner_noise:
-        views |= {k: REAL_SCAN_VARIETY[k] for k in ("surface_noise_mm", "spike_probability")}
-    if decimation:
-        views["decimate_probability"] = REAL_SCAN_VARIETY["decimate_probability"]
-    fit: dict = {"module": {"max_epochs": epochs, "lr": lr}}
-    if init_weights is not None:
-        fit["init_weights"] = str(init_weights)
-    metrics = train_from_cohort_folder(
-        cohort, out, options={"seed": seed, "n_jobs": jobs, "views": views, "fit": fit}
-    )
+    Trains with the project's `landmarks` parameters as `kedro run --env ENV` does with
+    `landmarks.train: true`; each flag given replaces one of them (no flag: the YAML's value).
+    """
+    from kedro.config import MissingConfigException
+
+    from face_health.config import LandmarkSettings, SettingsError, project_parameters
+    from face_health.landmarks.fit import train_from_cohort_folder, training_options
+
+    try:
+        options = training_options(
+            project_parameters(env).get("landmarks") or {},
+            epochs=epochs,
+            lr=lr,
+            views_per_scan=views_per_scan,
+            size=size,
+            n_jobs=jobs,
+            seed=seed,
+            init_weights=None if init_weights is None else str(init_weights),
+            reshape=reshape,
+            scanner_noise=scanner_noise,
+            decimation=decimation,
+        )
+        LandmarkSettings.from_parameters(options)  # refuses what the pipeline would refuse
+    except (SettingsError, MissingConfigException) as exc:
+        raise click.ClickException(str(exc)) from exc
+    metrics = train_from_cohort_folder(cohort, out, options=options)
     click.echo(json.dumps(metrics, indent=2, default=str))
 
 

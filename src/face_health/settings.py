@@ -1,6 +1,11 @@
 """Kedro project settings."""
 
-from kedro.config import OmegaConfigLoader
+# First: Kedro imports this module before it builds the config loader or loads plugins.
+from face_health.quiet import silence_known_library_noise
+
+silence_known_library_noise()
+
+from kedro.config import OmegaConfigLoader  # noqa: E402
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

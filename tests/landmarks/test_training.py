@@ -326,17 +326,21 @@ def test_retraining_on_annotated_scans_can_start_from_the_shipped_network(tmp_pa
 
     scans = {s: partial(read_scan, cohort / "scans" / f"{s}.obj") for s in ids}  # picklable
     tables = {s: pd.read_csv(cohort / "landmarks" / f"{s}.csv") for s in ids}
-    options = {
-        "views": {"size": 64, "views_per_scan": 2, **REAL_SCAN_VARIETY},
-        "fit": {
-            "module": {"max_epochs": 1, "lr": 1e-4},
-            "trainer": {"accelerator": "cpu", "enable_progress_bar": False},
-            "data": {"batch_size": 2},
-            "init_weights": "shipped",
-        },
+    from face_health.config import LandmarkSettings, project_parameters
+
+    options = project_parameters("base")["landmarks"]
+    options["views"] = {"size": 64, "views_per_scan": 2, **REAL_SCAN_VARIETY}
+    options["fit"] |= {
+        "module": {"max_epochs": 1, "lr": 1e-4},
+        "trainer": {"accelerator": "cpu", "enable_progress_bar": False},
+        "data": {"batch_size": 2},
+        "init_weights": "shipped",
     }
     checkpoint, metrics = train_checkpoint(
-        {s: scans[s] for s in ids[:2]}, {ids[2]: scans[ids[2]]}, tables, options
+        {s: scans[s] for s in ids[:2]},
+        {ids[2]: scans[ids[2]]},
+        tables,
+        LandmarkSettings.from_parameters(options),
     )
     assert metrics["n_train_views"] == 4 and metrics["n_val_views"] == 2
     shipped = read_checkpoint()

@@ -300,6 +300,8 @@ def fit_embedding_model(
                 "callbacks": callbacks,
                 "enable_progress_bar": True,
                 "logger": logger or False,
+                # Lightning's 50 steps exceed a small run's epoch (its PossibleUserWarning).
+                "log_every_n_steps": max(1, min(50, len(datamodule.train_dataloader()))),
                 **trainer_options,
             }
         )

@@ -263,7 +263,8 @@ def _frame_from(table: pd.DataFrame) -> np.ndarray:
 
 def read_checkpoint(path: str | Path | None = None) -> dict:
     """The raw checkpoint dict (``state_dict``, ``hparams``) of a file, default the shipped one."""
-    checkpoint = torch.load(path or shipped_checkpoint(), map_location="cpu", weights_only=False)
+    # weights_only: a checkpoint file is tensors and plain hparams; never run its pickle code
+    checkpoint = torch.load(path or shipped_checkpoint(), map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or {"state_dict", "hparams"} - set(checkpoint):
         raise ValueError(f"{path} is not a face_health landmark checkpoint")
     return checkpoint

@@ -7,6 +7,8 @@ training split and early-stopped on the validation split.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -18,8 +20,9 @@ import pandas as pd
 import trimesh
 
 from face_health import schema
+from face_health.config import LandmarkSettings, LandmarkTrainingSettings
 from face_health.ingest.scan import read_scan
-from face_health.landmarks.views import TrainingViewSettings, training_views
+from face_health.landmarks.views import REAL_SCAN_VARIETY, TrainingViewSettings, training_views
 from face_health.parallel import map_subjects
 
 logger = logging.getLogger(__name__)
@@ -100,10 +103,12 @@ def train_landmark_network(
     val: dict[str, np.ndarray],
     *,
     landmark_names: list[str],
-    options: dict[str, Any],
+    settings: LandmarkTrainingSettings,
+    seed: int,
     logger_: Any = None,
 ) -> tuple[Any, dict[str, float]]:
-    """Fit the network on rendered views; returns the Lightning module and its metrics."""
+    """Fit the network on rendered views (``landmarks.fit``); returns the Lightning module
+    and its metrics."""
     from face_health.landmarks.training import fit_landmark_model
 
     index = {n: i for i, n in enumerate(landmark_names)}
@@ -112,18 +117,18 @@ def train_landmark_network(
         "n_landmarks": len(landmark_names),
         "landmark_names": list(landmark_names),
         "input_size": int(train["images"].shape[-1]),
-        **options.get("module", {}),
+        **settings.module,
     }
     return fit_landmark_model(
         train,
         val,
         module_options=module_options,
-        trainer_options=options.get("trainer", {}),
-        data_options={"flip_pairs": flip_pairs, **options.get("data", {})},
+        trainer_options=settings.trainer,
+        data_options={"flip_pairs": flip_pairs, **settings.data},
         logger=logger_,
-        patience=int(options.get("patience", 8)),
-        seed=int(options.get("seed", 0)),
-        init_weights=_init_weights(options.get("init_weights")),
+        patience=settings.patience,
+        seed=seed,
+        init_weights=_init_weights(settings.init_weights),
     )
 
 
@@ -136,11 +141,73 @@ def _init_weights(value: str | None) -> str | None:
     return value
 
 
+#: The ``landmarks.views`` keys that ``reshape``, ``scanner_noise`` and ``decimation`` of
+#: :func:`training_options` switch together.
+VARIETY_GROUPS = {
+    "reshape": ("axis_scale", "warp_mm"),
+    "scanner_noise": ("surface_noise_mm", "spike_probability"),
+    "decimation": ("decimate_probability",),
+}
+
+
+def training_options(
+    landmarks: Mapping[str, Any],
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    views_per_scan: int | None = None,
+    size: int | None = None,
+    n_jobs: int | None = None,
+    seed: int | None = None,
+    init_weights: str | None = None,
+    reshape: bool | None = None,
+    scanner_noise: bool | None = None,
+    decimation: bool | None = None,
+) -> dict[str, Any]:
+    """The ``options`` of :func:`train_checkpoint`: the project's ``landmarks`` parameters
+    section (what the pipeline's ``provide_landmark_model`` passes it) with single keys
+    replaced, e.g. by ``face-health train-landmarks`` flags. None keeps the section's value.
+
+    ``epochs`` and ``lr`` set ``fit.module.max_epochs`` and ``fit.module.lr``; ``views_per_scan``
+    and ``size`` the ``views`` keys; ``n_jobs``, ``seed`` and ``init_weights`` (``fit``) theirs.
+    ``reshape``, ``scanner_noise`` and ``decimation`` set their ``views`` keys
+    (:data:`VARIETY_GROUPS`) to :data:`~face_health.landmarks.views.REAL_SCAN_VARIETY` (True)
+    or to ``TrainingViewSettings``' defaults, none of that variety (False).
+    """
+    options = copy.deepcopy(dict(landmarks))
+    views = dict(options.get("views") or {})
+    fit = dict(options.get("fit") or {})
+    module = dict(fit.get("module") or {})
+    for key, value in (("max_epochs", epochs), ("lr", lr)):
+        if value is not None:
+            module[key] = value
+    for key, value in (("views_per_scan", views_per_scan), ("size", size)):
+        if value is not None:
+            views[key] = value
+    off = {f.name: f.default for f in dataclasses.fields(TrainingViewSettings)}
+    for group, on in (
+        ("reshape", reshape),
+        ("scanner_noise", scanner_noise),
+        ("decimation", decimation),
+    ):
+        if on is not None:
+            source = REAL_SCAN_VARIETY if on else off
+            views |= {k: source[k] for k in VARIETY_GROUPS[group]}
+    for key, value in (("n_jobs", n_jobs), ("seed", seed)):
+        if value is not None:
+            options[key] = value
+    if init_weights is not None:
+        fit["init_weights"] = init_weights
+    fit["module"] = module
+    options["views"], options["fit"] = views, fit
+    return options
+
+
 def train_checkpoint(
     train_scans: Mapping[str, Callable[[], trimesh.Trimesh]],
     val_scans: Mapping[str, Callable[[], trimesh.Trimesh]],
     annotations: Mapping[str, pd.DataFrame],
-    options: dict[str, Any],
+    settings: LandmarkSettings,
     logger_: Any = None,
 ) -> tuple[dict, dict[str, float]]:
     """Render views of annotated training and validation scans, fit, and return the compact
@@ -151,11 +218,10 @@ def train_checkpoint(
 
     from face_health.landmarks.training import save_landmark_model
 
-    names = list(options.get("landmark_names", schema.LANDMARK_NAMES))
+    names = list(schema.LANDMARK_NAMES)
     points = {s: annotation_points(t, names) for s, t in annotations.items()}
-    view_settings = TrainingViewSettings(**options.get("views", {}))
-    seed = int(options.get("seed", 0))
-    n_jobs = int(options.get("n_jobs", 0))
+    view_settings = settings.views
+    seed, n_jobs = settings.seed, settings.n_jobs
     train = render_training_set(
         train_scans, points, settings=view_settings, landmark_names=names, seed=seed, n_jobs=n_jobs
     )
@@ -166,19 +232,20 @@ def train_checkpoint(
         val_scans, points, settings=val_settings, landmark_names=names, seed=seed + 1, n_jobs=n_jobs
     )
     module, metrics = train_landmark_network(
-        train, val, landmark_names=names, options=options.get("fit", {}), logger_=logger_
+        train, val, landmark_names=names, settings=settings.fit, seed=seed, logger_=logger_
     )
     buffer = io.BytesIO()
     save_landmark_model(module, buffer, hparams=dict(module.hparams))
     buffer.seek(0)
-    checkpoint = torch.load(buffer, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(buffer, map_location="cpu", weights_only=True)  # plain hparams
     metrics = {**metrics, "n_train_views": len(train["images"]), "n_val_views": len(val["images"])}
     return checkpoint, metrics
 
 
 def train_from_cohort_folder(cohort: Path, out: Path, options: dict[str, Any]) -> dict:
     """Train on a raw cohort folder (``scans/``, ``landmarks/``, ``clinical.csv``): the
-    training split fits, the validation split stops early; writes the checkpoint to ``out``."""
+    training split fits, the validation split stops early; writes the checkpoint to ``out``.
+    ``options`` is a ``landmarks`` parameters mapping (built into ``LandmarkSettings``)."""
     import torch
 
     from face_health.ingest.clinical import read_clinical, validate_clinical
@@ -189,7 +256,8 @@ def train_from_cohort_folder(cohort: Path, out: Path, options: dict[str, Any]) -
     files = [str(p.relative_to(cohort / "scans")) for p in (cohort / "scans").rglob("*")]
     scans, _ = group_scan_files(files)
     clinical, _ = validate_clinical(read_clinical(cohort / "clinical.csv"))
-    splits = make_splits(clinical, seed=int(options.get("seed", 0)))
+    settings = LandmarkSettings.from_parameters(options)
+    splits = make_splits(clinical, seed=settings.seed)
     annotated = {p.stem for p in (cohort / "landmarks").glob("*.csv")}
 
     def pick(split: str) -> dict[str, Path]:
@@ -201,7 +269,7 @@ def train_from_cohort_folder(cohort: Path, out: Path, options: dict[str, Any]) -
 
     train, val = pick("train"), pick("validation")
     tables = {s: pd.read_csv(cohort / "landmarks" / f"{s}.csv") for s in {**train, **val}}
-    checkpoint, metrics = train_checkpoint(train, val, tables, options)
+    checkpoint, metrics = train_checkpoint(train, val, tables, settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     return {**metrics, "n_train_subjects": len(train), "n_val_subjects": len(val)}

@@ -302,6 +302,8 @@ def fit_landmark_model(
                 "callbacks": [checkpoint, early_stopping],
                 "enable_progress_bar": True,
                 "logger": logger or False,
+                # Lightning's 50 steps exceed a small run's epoch (its PossibleUserWarning).
+                "log_every_n_steps": max(1, min(50, len(data.train_dataloader()))),
                 **trainer_options,
             }
         )
@@ -323,6 +325,7 @@ def fit_landmark_model(
                 "logger": False,
                 "enable_progress_bar": False,
                 "enable_model_summary": False,
+                "enable_checkpointing": False,  # validates only (and no litmodels tip)
                 **evaluation_options,
             }
         )

@@ -288,10 +288,20 @@ def log_scorer(scorer: ScanScorer, *, register: bool = True, alias: str = "newes
         path = Path(tmp) / "scorer.pkl"
         with open(path, "wb") as fh:
             pickle.dump(scorer, fh)
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        # The input is a table of scan paths (an input example would be scored to infer it).
+        signature = ModelSignature(
+            inputs=Schema(
+                [ColSpec("string", "scan"), ColSpec("string", schema.ID_COLUMN, required=False)]
+            )
+        )
         info = mlflow.pyfunc.log_model(
             name=ARTIFACT_PATH,
             python_model=FaceHealthPyfunc(),
             artifacts={"scorer": str(path)},
+            signature=signature,
             registered_model_name=MODEL_NAME if register else None,
         )
     mlflow.set_tag("face_health.model_logged", "true")

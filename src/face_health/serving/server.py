@@ -51,6 +51,9 @@ def serve(settings: ServingSettings) -> None:
     SettingsError
         The service must not start with these settings (e.g. no token off loopback).
     """
+    from face_health.quiet import silence_known_library_noise
+
+    silence_known_library_noise()  # also when called without the face-health CLI
     check_startup(settings)
     logger = _request_logger()
     app = build_app(settings)

@@ -52,7 +52,7 @@ def provide_landmark_model(
         {s: clean_meshes[s] for s in train_ids},
         {s: clean_meshes[s] for s in val_ids},
         {s: tables[s]() for s in train_ids + val_ids},
-        landmarks,
+        settings,
         logger_=lightning_logger("landmarks"),
     )
 
