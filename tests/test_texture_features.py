@@ -5,7 +5,7 @@ from __future__ import annotations
 import mahotas
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import ndimage, stats
 
 from face_health.omics.texture import (
     FEATURE_NAMES,
@@ -97,6 +97,85 @@ def test_stripes_are_more_directional_than_noise() -> None:
     assert directional > 0.9
     assert isotropic < 0.3
     assert 0.0 <= isotropic < directional <= 1.0
+
+
+def isotropic_noise(size: int, sd: float, seed: int) -> np.ndarray:
+    return 0.5 + sd * np.random.default_rng(seed).standard_normal((size, size))
+
+
+def oriented_stripes(
+    size: int, amplitude: float, degrees: float, *, square: bool = False, seed: int = 0
+) -> np.ndarray:
+    """Stripes of period 8 pixels across ``degrees``, around 0.5, with noise of SD 0.001."""
+    rows, cols = np.indices((size, size))
+    angle = np.deg2rad(degrees)
+    wave = np.sin(2 * np.pi * (cols * np.cos(angle) + rows * np.sin(angle)) / 8)
+    noise = 0.001 * np.random.default_rng(seed).standard_normal((size, size))
+    return 0.5 + amplitude * (np.sign(wave) if square else wave) + noise
+
+
+@pytest.mark.parametrize("sd", [0.01, 0.02, 0.1])
+@pytest.mark.parametrize("size", [64, 128])
+def test_low_contrast_noise_is_not_directional(sd: float, size: int) -> None:
+    # A fixed edge threshold (12/255) let only the noise tail through at SD 0.01-0.02: a
+    # sparse histogram with spurious peaks, read as 0.6-0.75 directionality.
+    full = np.ones((size, size), dtype=bool)
+    values = [tamura_directionality(isotropic_noise(size, sd, seed), full) for seed in range(4)]
+    assert max(values) < 0.2
+
+
+@pytest.mark.parametrize("square", [False, True], ids=["sine", "square"])
+@pytest.mark.parametrize("amplitude", [0.01, 0.02])
+def test_low_contrast_stripes_are_directional(amplitude: float, square: bool) -> None:
+    full = np.ones((64, 64), dtype=bool)
+    for degrees in (0, 30, 45, 60, 90, 135):
+        image = oriented_stripes(64, amplitude, degrees, square=square, seed=degrees)
+        assert tamura_directionality(image, full) > 0.8, degrees
+
+
+@pytest.mark.parametrize(
+    "pattern", ["stripes", "noise", "streaks", "checkerboard"], ids=lambda p: p
+)
+def test_directionality_does_not_depend_on_contrast(pattern: str) -> None:
+    rng = np.random.default_rng(8)
+    image = {
+        "stripes": oriented_stripes(64, 0.03, 20, seed=1),
+        "noise": isotropic_noise(64, 0.03, 2),
+        # noise smoothed along rows: partly directional
+        "streaks": 0.5 + 0.01 * ndimage.uniform_filter1d(rng.standard_normal((64, 64)), 9, 1),
+        "checkerboard": checkerboard(64, 4, 0.47, 0.53) + 0.001 * rng.standard_normal((64, 64)),
+    }[pattern]
+    full = np.ones(image.shape, dtype=bool)
+    mean = image.mean()
+    values = [
+        texture_features(np.clip(mean + scale * (image - mean), 0.0, 1.0), full)[
+            "tamura_directionality"
+        ]
+        for scale in (0.1, 1.0, 10.0)
+    ]
+    assert max(values) - min(values) < 0.05, values
+
+
+def test_directionality_of_a_masked_region() -> None:
+    rows, cols = np.indices((80, 80))
+    disc = (rows - 40) ** 2 + (cols - 38) ** 2 < 30**2
+    stripes = oriented_stripes(80, 0.015, 60, seed=3)
+    noise = isotropic_noise(80, 0.015, 4)
+    garbage = np.random.default_rng(5).random((80, 80))
+    for image, low, high in ((stripes, 0.8, 1.0), (noise, 0.0, 0.2)):
+        value = tamura_directionality(image, disc)
+        assert low <= value <= high
+        # Whatever lies outside the region, garbage or NaN, changes nothing.
+        assert tamura_directionality(np.where(disc, image, garbage), disc) == value
+        nan_outside = np.where(disc, image, np.nan)
+        through_features = texture_features(nan_outside, np.ones_like(disc))
+        assert through_features["tamura_directionality"] == pytest.approx(value, abs=1e-12)
+
+
+def test_a_single_step_edge_is_directional() -> None:
+    # Most pixels are flat (median edge strength 0): the edge alone decides the direction.
+    image = np.where(np.indices((40, 40))[1] < 20, 0.5, 0.51)
+    assert tamura_directionality(image, FULL[:40, :40]) == pytest.approx(1.0)
 
 
 def test_tamura_contrast_of_a_two_tone_image() -> None:
