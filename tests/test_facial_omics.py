@@ -33,16 +33,38 @@ def test_pca_keeps_the_variance_asked_for_and_drops_useless_columns() -> None:
     assert np.allclose(local[["pc_000", "pc_001", "pc_002"]].mean(), 0.0, atol=1e-8)
 
 
+def _learned(model: FacialOmics) -> list[np.ndarray]:
+    steps = model.pipeline_.named_steps
+    return [
+        steps["impute"].statistics_,
+        steps["scale"].mean_,
+        steps["scale"].scale_,
+        steps["pca"].components_,
+        steps["pca"].explained_variance_,
+    ]
+
+
 def test_fitted_on_training_rows_only() -> None:
     table = _table(100)
-    train, test = table.iloc[:70], table.iloc[70:].copy()
-    model = FacialOmics(n_components=3).fit(train)
-    assert model.fitted_on_ == list(train["subject_id"])
-    before = model.transform(train)
-    # Whatever the test rows hold, the fitted transform of the training rows is unchanged.
-    test.iloc[:, 1:] = 1e6
-    refit = FacialOmics(n_components=3).fit(train)
-    pd.testing.assert_frame_equal(refit.transform(train), before)
+    model = FacialOmics(n_components=3).fit(table.iloc[:70])
+    assert model.fitted_on_ == list(table["subject_id"].iloc[:70])
+    # Garbage in the held-out rows of the same table: the model fitted on the training rows
+    # is bit-identical, and so are the training rows' scores from the whole garbage table
+    # (this fails if transform standardised with the transformed table's own statistics).
+    garbage = table.copy()
+    rows = np.where(np.arange(30)[:, None] % 2, 1e12, np.nan)  # huge or NaN, row by row
+    garbage.iloc[70:, 1:] = rows.repeat(garbage.shape[1] - 1, axis=1)
+    refit = FacialOmics(n_components=3).fit(garbage.iloc[:70])
+    assert refit.columns_ == model.columns_ and refit.fitted_on_ == model.fitted_on_
+    for learned, relearned in zip(_learned(model), _learned(refit), strict=True):
+        assert np.array_equal(learned, relearned)
+    pd.testing.assert_frame_equal(
+        refit.transform(garbage).iloc[:70], model.transform(table).iloc[:70], check_exact=True
+    )
+    # The check can fail: a model that also fitted on the garbage rows is not the same.
+    leaky = FacialOmics(n_components=3).fit(garbage)
+    assert not np.array_equal(_learned(leaky)[1], _learned(model)[1])
+    assert leaky.fitted_on_ != model.fitted_on_
 
 
 def test_missing_values_are_imputed_and_model_pickles() -> None:

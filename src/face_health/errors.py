@@ -54,3 +54,14 @@ class ModelFitError(DataError, ValueError):
 class RegionError(DataError, ValueError):
     """A face region holds none of the scan's surface: the alignment's face box crops away
     the whole mesh (``alignment.similarity.crop_to_box``)."""
+
+
+class LeakageError(RuntimeError):
+    """Something fitted on the training split saw a validation or test subject.
+
+    A bug or a broken contract of the pipeline (a node selected the wrong rows, a split table
+    lists a subject twice), never a :class:`DataError`: no subject's data is at fault, so it is
+    not turned into a QC row; it stops the node. Raised explicitly rather than with ``assert``
+    so that the guard also holds under ``python -O``. The message names the split and the
+    first few subjects concerned.
+    """

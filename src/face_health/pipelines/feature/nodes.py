@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -19,6 +19,7 @@ from face_health.config import (
     QcSettings,
     RadiomicsSettings,
 )
+from face_health.errors import LeakageError
 from face_health.ingest.splits import subjects_in
 from face_health.omics.local_features import subject_local_features
 from face_health.omics.pca import FacialOmics, explained_variance_figure
@@ -36,6 +37,22 @@ def _views_by_subject(face_views: dict[str, Callable]) -> dict[str, dict[str, Ca
         subject, view = key.rsplit("/", 1)
         views.setdefault(subject, {})[view] = loader
     return views
+
+
+def _check_training_only(seen: Iterable[str], splits: pd.DataFrame, what: str) -> None:
+    """Raise :class:`~face_health.errors.LeakageError` when ``what`` saw a subject that is
+    not a training subject only: one in validation or test, one listed in train *and*
+    another split, or one in no split at all. An explicit check, not an ``assert``, so that
+    it also holds under ``python -O``."""
+    ids = splits[schema.ID_COLUMN].astype(str)
+    split_of = splits["split"].groupby(ids).agg(lambda s: "+".join(sorted(set(s))))
+    leaked = sorted(s for s in {str(s) for s in seen} if split_of.get(s) != "train")
+    if leaked:
+        shown = ", ".join(f"{s} ({split_of.get(s, 'in no split')})" for s in leaked[:5])
+        more = f" and {len(leaked) - 5} more" if len(leaked) > 5 else ""
+        raise LeakageError(
+            f"{what} saw {len(leaked)} subject(s) outside the training split: {shown}{more}"
+        )
 
 
 def train_embedding_model(
@@ -60,10 +77,9 @@ def train_embedding_model(
         batch_size=settings.batch_size,
         seed=settings.seed,
     )
-    train = set(subjects_in(splits, "train"))
     # What the network and the target scaler learn from: training subjects only.
-    assert set(data.subjects["train"]) <= train, "the ResNet would see non-training subjects"
-    assert set(data.scaler.fitted_on) <= train, "the target scaler saw non-training subjects"
+    _check_training_only(data.subjects["train"], splits, "the ResNet's training views")
+    _check_training_only(data.scaler.fitted_on, splits, "the embedding's target scaler")
     module, metrics = fit_embedding_model(
         data,
         module_options={
@@ -184,7 +200,7 @@ def fit_facial_omics(
     model = FacialOmics(n_components=settings.n_components, max_missing=settings.max_missing).fit(
         region_radiomics[region_radiomics[schema.ID_COLUMN].isin(train)]
     )
-    assert set(model.fitted_on_) <= train, "the PCA saw a validation or test subject"
+    _check_training_only(model.fitted_on_, splits, "the facial-omics PCA")
     logger.info(
         "facial omics: %d features -> %d components (%.0f%% of the variance)",
         len(model.columns_),

@@ -12,6 +12,7 @@ import pandas as pd
 
 from face_health import schema
 from face_health.config import ModellingSettings
+from face_health.errors import LeakageError
 from face_health.evaluation.metrics import (
     age_plots,
     condition_plots,
@@ -19,7 +20,7 @@ from face_health.evaluation.metrics import (
     model_card,
     summary_figure,
 )
-from face_health.ingest.splits import subjects_in
+from face_health.ingest.splits import assert_disjoint, subjects_in
 from face_health.modelling.models import HealthModels
 from face_health.parallel import torch_threads
 from face_health.serving.scorer import ScanScorer, log_scorer
@@ -56,10 +57,20 @@ def train_health_models(
     modelling: dict[str, Any],
 ) -> HealthModels:
     """The MLPs and their baselines, fitted on the training split, early-stopped on validation."""
+    try:
+        assert_disjoint(splits)  # raises AssertionError explicitly (not an assert statement)
+    except AssertionError as exc:
+        raise LeakageError(f"the splits table is not a partition of the subjects: {exc}") from exc
     with torch_threads(ModellingSettings.from_parameters(modelling).torch_threads):
         models = _health_models(modelling).fit(model_input, clinical, splits)
     leaked = set(models.fitted_on_) - set(subjects_in(splits, "train"))
-    assert not leaked, f"models were fitted on non-training subjects: {sorted(leaked)[:5]}"
+    if leaked:  # an explicit check, not an assert: it holds under python -O too
+        split_of = splits.groupby(splits[schema.ID_COLUMN].astype(str))["split"].agg(set)
+        shown = {s: sorted(split_of.get(str(s), {"no split"})) for s in sorted(leaked)[:5]}
+        raise LeakageError(
+            f"the health models were fitted on {len(leaked)} subject(s) outside the training "
+            f"split (first few, with their splits): {shown}"
+        )
     return models
 
 
