@@ -202,3 +202,38 @@ def test_health_models_inputs_and_per_target(cohort):
         )
     with pytest.raises(ValueError):
         HealthModels(inputs="mesh").fit(features, targets, splits)
+
+
+def test_liver_enzymes_are_modelled_on_a_log_scale_and_predictions_are_bounded() -> None:
+    """ALT and GGT are right-skewed: fitted on log values they cannot come out negative; and
+    no prediction leaves its target's plausible range (schema.py), however odd the input."""
+    import numpy as np
+    import pandas as pd
+
+    from face_health import schema
+    from face_health.modelling.models import HealthModels
+
+    rng = np.random.default_rng(0)
+    n = 60
+    ids = [f"S{i:03d}" for i in range(n)]
+    x = rng.normal(size=(n, 4))
+    features = pd.DataFrame(x, columns=[f"emb_{i:03d}" for i in range(4)])
+    features.insert(0, "subject_id", ids)
+    alt = np.exp(3.0 + 0.6 * x[:, 0] + rng.normal(0, 0.2, n))  # log-normal, median 20 U/L
+    targets = pd.DataFrame({"subject_id": ids, "alt": alt, "age": 45 + 10 * x[:, 1]})
+    splits = pd.DataFrame({"subject_id": ids, "split": ["train"] * 40 + ["validation"] * 20})
+    models = HealthModels(per="target", inputs="global", kinds=("linear", "mean")).fit(
+        features, targets, splits
+    )
+    # the mean baseline on the log scale is the geometric mean: the median of a log-normal
+    mean = models.predict(features, model="mean")["alt"].iloc[0]
+    assert abs(mean - np.exp(np.log(alt[:40]).mean())) < 1e-6
+    extreme = features.copy()
+    extreme.iloc[:, 1:] = -1e3  # far outside anything seen: a linear model extrapolates wildly
+    raw = models.predict(extreme, model="linear", bounded=False)
+    bounded = models.predict(extreme, model="linear")
+    assert (raw["alt"] > 0).all()  # exp of anything is positive
+    for name in ("alt", "age"):
+        low, high = schema.TARGET_BY_NAME[name].plausible
+        assert bounded[name].between(low, high).all()
+    assert not raw["age"].between(*schema.TARGET_BY_NAME["age"].plausible).all()

@@ -50,6 +50,24 @@ TARGETS: tuple[Target, ...] = (
 )
 
 TARGET_BY_NAME: dict[str, Target] = {t.name: t for t in TARGETS}
+
+#: Targets modelled on a log scale: liver enzymes are right-skewed, close to log-normal in
+#: populations (a few people at several times the median), so a model fitted on the raw scale
+#: spends itself on the tail and can answer below zero; on the log scale it cannot.
+LOG_SCALE_TARGETS: tuple[str, ...] = ("alt", "ggt")
+
+
+def bound_prediction(name: str, values):
+    """``values`` of target ``name`` clipped to its plausible range (a prediction is never an
+    impossible value); returns the clipped array and a mask of the values that were outside."""
+    import numpy as np
+
+    low, high = TARGET_BY_NAME[name].plausible
+    values = np.asarray(values, dtype=float)
+    outside = (values < low) | (values > high)
+    return np.clip(values, low, high), outside
+
+
 TARGET_NAMES: tuple[str, ...] = tuple(t.name for t in TARGETS)
 BINARY_TARGETS: tuple[str, ...] = tuple(t.name for t in TARGETS if t.kind != "regression")
 REGRESSION_TARGETS: tuple[str, ...] = tuple(t.name for t in TARGETS if t.kind == "regression")

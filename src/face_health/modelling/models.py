@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from face_health.schema import ID_COLUMN, TARGETS
+from face_health.schema import ID_COLUMN, LOG_SCALE_TARGETS, TARGETS, bound_prediction
 
 #: Prefixes of the feature columns: global ResNet-50 embedding and local facial-omics PCA.
 #: Feature families by column prefix. ``latent`` is the simulator's face-visible latent
@@ -361,6 +361,24 @@ def target_groups(per: str = "group") -> list[GroupSpec]:
     return list(specs.values())
 
 
+def _to_model_scale(targets: Sequence[str], y: np.ndarray) -> np.ndarray:
+    """Labels as the models see them: log for ``LOG_SCALE_TARGETS`` (values are >= 1 U/L by
+    the clinical table's plausible range), unchanged otherwise."""
+    y = np.array(y, dtype=float, copy=True)
+    for j, target in enumerate(targets):
+        if target in LOG_SCALE_TARGETS:
+            y[:, j] = np.log(y[:, j])
+    return y
+
+
+def _from_model_scale(targets: Sequence[str], y: np.ndarray) -> np.ndarray:
+    y = np.array(y, dtype=float, copy=True)
+    for j, target in enumerate(targets):
+        if target in LOG_SCALE_TARGETS:
+            y[:, j] = np.exp(y[:, j])
+    return y
+
+
 class HealthModels(BaseEstimator):
     """Every target of the schema: for each group spec, one estimator of each requested kind.
 
@@ -447,6 +465,7 @@ class HealthModels(BaseEstimator):
             )
             self.groups_.append(spec)
             y, y_val = Y[spec.targets].to_numpy(float), Y_val[spec.targets].to_numpy(float)
+            y, y_val = _to_model_scale(spec.targets, y), _to_model_scale(spec.targets, y_val)
             for kind in self.kinds:
                 est = self._make(kind, spec)
                 has_val = len(X_val) > 0
@@ -454,16 +473,20 @@ class HealthModels(BaseEstimator):
                 self.estimators_[kind][spec.name] = est
         return self
 
-    def predict(self, features: pd.DataFrame, model: str = "mlp") -> pd.DataFrame:
-        """``subject_id`` plus one column per target: a value or a probability."""
+    def predict(
+        self, features: pd.DataFrame, model: str = "mlp", *, bounded: bool = True
+    ) -> pd.DataFrame:
+        """``subject_id`` plus one column per target: a value or a probability. Log-scale
+        targets (``schema.LOG_SCALE_TARGETS``) come back on their own scale; with ``bounded``
+        every value is clipped to its target's plausible range (``schema.bound_prediction``)."""
         if model not in self.estimators_:
             raise ValueError(f"model {model!r} not fitted; have {sorted(self.estimators_)}")
         X = features[self.feature_columns_].to_numpy(float)
         out = pd.DataFrame({ID_COLUMN: features[ID_COLUMN].to_numpy()})
         for spec in self.groups_:
-            pred = self.estimators_[model][spec.name].predict(X)
+            pred = _from_model_scale(spec.targets, self.estimators_[model][spec.name].predict(X))
             for j, target in enumerate(spec.targets):
-                out[target] = pred[:, j]
+                out[target] = bound_prediction(target, pred[:, j])[0] if bounded else pred[:, j]
         return out
 
     def predict_all(self, features: pd.DataFrame) -> dict[str, pd.DataFrame]:

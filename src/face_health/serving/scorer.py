@@ -9,9 +9,10 @@ run id or a registered alias loads it; ``newest_model_uri`` finds the newest mod
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,9 +186,25 @@ class ScanScorer:
                 record["qc_status"] = "failed"
                 record["qc_reason"] = _join(record["qc_reason"], f"{type(exc).__name__}: {exc}")
             else:
-                predictions = self.health_models.predict(features, model="mlp")
-                record.update(predictions.drop(columns=schema.ID_COLUMN).iloc[0].to_dict())
+                raw = self.health_models.predict(features, model="mlp", bounded=False)
+                record.update(raw.drop(columns=schema.ID_COLUMN).iloc[0].to_dict())
                 record.update(stage_qc)
+                clipped = []
+                for name in schema.REGRESSION_TARGETS:
+                    if name in record:
+                        value, outside = schema.bound_prediction(name, [record[name]])
+                        if outside[0]:
+                            unit = schema.TARGET_BY_NAME[name].unit
+                            clipped.append(f"{name} {record[name]:.3g} -> {value[0]:.3g} {unit}")
+                            record[name] = float(value[0])
+                if clipped:  # a value no person has: the scan is far from what the model knows
+                    record["qc_status"] = (
+                        "warning" if record["qc_status"] == "ok" else (record["qc_status"])
+                    )
+                    record["qc_reason"] = _join(
+                        record["qc_reason"],
+                        "predictions outside the plausible range, clipped: " + ", ".join(clipped),
+                    )
                 for stage in ("alignment", "region"):
                     if stage_qc.get(f"{stage}_status") == "warning":
                         record["qc_status"] = (
@@ -361,8 +378,22 @@ def load_scorer(model: str | None = None, tracking_uri: str | None = None) -> Sc
     uri = resolve_model_uri(model, tracking_uri)
     if Path(uri).exists():
         return mlflow.pyfunc.load_model(uri).unwrap_python_model().scorer
-    with tempfile.TemporaryDirectory(prefix="face_health_model_") as folder:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=folder, tracking_uri=tracking_uri, registry_uri=tracking_uri
-        )
+    # MLflow 3 resolves a logged model's files partly through the process-wide backend even
+    # when given a tracking URI, so the URI is in force for the download only, then restored.
+    with _tracking_uri(tracking_uri), tempfile.TemporaryDirectory(prefix="face_health_") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
         return mlflow.pyfunc.load_model(local).unwrap_python_model().scorer
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str | None) -> Iterator[None]:
+    """``uri`` as MLflow's tracking URI inside the block (nothing when None), the caller's
+    setting restored exactly afterwards (MLflow's own helper, which keeps an unset URI
+    unset)."""
+    if not uri:
+        yield
+        return
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(uri):
+        yield

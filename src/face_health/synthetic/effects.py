@@ -145,3 +145,17 @@ def appearance_from_phenotype(row: pd.Series | dict, rng: np.random.Generator) -
         pallor=-PALLOR_WEIGHT * (float(row["hemoglobin"]) - HB_REF[sex]) / HB_SD
         + rng.normal(0.0, PALLOR_NOISE_SD),
     )
+
+
+def visible_latents(look: Appearance) -> dict[str, float]:
+    """The face-visible latent columns of ``truth/latents.csv`` for one subject.
+
+    ``look_<name>`` for every latent of ``look`` but sex, then ``face_scale``, the overall
+    size factor of the face (``SEX_SCALE`` times ``1 + STATURE_SCALE * stature``). A pure
+    function of ``look``: the simulator writes it and the latent oracle reads it without
+    building a face.
+    """
+    return {
+        **{f"look_{k}": v for k, v in look.as_dict().items() if k != "sex"},
+        "face_scale": SEX_SCALE[look.sex] * (1.0 + STATURE_SCALE * look.stature),
+    }
