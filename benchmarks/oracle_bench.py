@@ -58,18 +58,11 @@ from face_health.modelling.models import HealthModels
 from face_health.parallel import torch_threads
 from face_health.synthetic import CohortSettings, simulate_latents, write_cohort
 from face_health.synthetic.cohort import CLINICAL_COLUMNS
+from face_health.synthetic.effects import VISIBLE_LATENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 777  # the oracle pool's seed: no pipeline or benchmark cohort uses it
-LATENTS = [
-    "look_apparent_age",
-    "look_adiposity",
-    "look_stature",
-    "look_smoking_damage",
-    "look_redness",
-    "look_pallor",
-    "face_scale",
-]
+LATENTS = list(VISIBLE_LATENTS)
 MODELS = ("mlp", "linear")  # ridge for regression targets, L2-logistic for binary ones
 LABELS = {"mlp": "MLP", "linear": "ridge"}
 #: What shared/DESIGN.md (section 2, "How strong the simulator's signals should be") asks

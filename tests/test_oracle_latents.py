@@ -12,19 +12,11 @@ import pytest
 
 from face_health.synthetic import CohortSettings, simulate_latents, write_cohort
 from face_health.synthetic.cohort import CLINICAL_COLUMNS
-from face_health.synthetic.effects import Appearance, visible_latents
+from face_health.synthetic.effects import VISIBLE_LATENTS, Appearance, visible_latents
 from face_health.synthetic.phenotypes import PHENOTYPE_COLUMNS
 
 N, SEED = 3, 777  # the oracle benchmark's seed; no pipeline cohort uses it
-VISIBLE = [
-    "look_apparent_age",
-    "look_adiposity",
-    "look_stature",
-    "look_smoking_damage",
-    "look_redness",
-    "look_pallor",
-    "face_scale",
-]
+VISIBLE = list(VISIBLE_LATENTS)
 
 
 def _as_written(frame: pd.DataFrame, float_format: str) -> pd.DataFrame:

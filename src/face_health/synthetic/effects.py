@@ -147,6 +147,19 @@ def appearance_from_phenotype(row: pd.Series | dict, rng: np.random.Generator) -
     )
 
 
+#: The face-visible latent columns of ``truth/latents.csv``, in the order ``visible_latents``
+#: writes them (what the latent oracle reads).
+VISIBLE_LATENTS: tuple[str, ...] = (
+    "look_apparent_age",
+    "look_adiposity",
+    "look_stature",
+    "look_smoking_damage",
+    "look_redness",
+    "look_pallor",
+    "face_scale",
+)
+
+
 def visible_latents(look: Appearance) -> dict[str, float]:
     """The face-visible latent columns of ``truth/latents.csv`` for one subject.
 
