@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -343,6 +344,17 @@ def test_retraining_on_annotated_scans_can_start_from_the_shipped_network(tmp_pa
         LandmarkSettings.from_parameters(options),
     )
     assert metrics["n_train_views"] == 4 and metrics["n_val_views"] == 2
+    provenance = checkpoint["provenance"]  # where the checkpoint came from, inside the file
+    assert provenance["train_subjects"] == sorted(ids[:2])
+    assert provenance["validation_subjects"] == [ids[2]]
+    assert provenance["settings"]["fit"]["init_weights"] == "shipped"
+    assert provenance["validation_metrics"]["val_px_error"] == metrics["val_px_error"]
+    assert provenance["git_commit"]
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    buffer.seek(0)
+    reloaded = torch.load(buffer, map_location="cpu", weights_only=True)  # plain values only
+    assert reloaded["provenance"] == provenance
     shipped = read_checkpoint()
     assert checkpoint["hparams"]["landmark_names"] == shipped["hparams"]["landmark_names"]
     # one small step from the shipped weights, not a fresh start

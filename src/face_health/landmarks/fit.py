@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -239,7 +240,41 @@ def train_checkpoint(
     buffer.seek(0)
     checkpoint = torch.load(buffer, map_location="cpu", weights_only=True)  # plain hparams
     metrics = {**metrics, "n_train_views": len(train["images"]), "n_val_views": len(val["images"])}
+    checkpoint["provenance"] = checkpoint_provenance(
+        settings, metrics, train_subjects=sorted(train_scans), val_subjects=sorted(val_scans)
+    )
     return checkpoint, metrics
+
+
+def checkpoint_provenance(
+    settings: LandmarkSettings,
+    metrics: Mapping[str, Any],
+    *,
+    train_subjects: list[str],
+    val_subjects: list[str],
+    cohort: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a trained checkpoint carries about where it came from: the code's commit, the
+    training settings, the subjects it was fitted and stopped on, its validation metrics and
+    (when known) the cohort's generator, version and seed. Plain values only, so that the
+    file loads with ``torch.load(weights_only=True)``."""
+    import datetime
+
+    from face_health.provenance import git_commit
+
+    commit, dirty = git_commit(Path(__file__).resolve().parent)
+    return {
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "settings": settings.to_parameters(),
+        "train_subjects": list(train_subjects),
+        "validation_subjects": list(val_subjects),
+        "validation_metrics": {
+            k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))
+        },
+        "cohort": dict(cohort or {}),
+    }
 
 
 def train_from_cohort_folder(cohort: Path, out: Path, options: dict[str, Any]) -> dict:
@@ -270,6 +305,12 @@ def train_from_cohort_folder(cohort: Path, out: Path, options: dict[str, Any]) -
     train, val = pick("train"), pick("validation")
     tables = {s: pd.read_csv(cohort / "landmarks" / f"{s}.csv") for s in {**train, **val}}
     checkpoint, metrics = train_checkpoint(train, val, tables, settings)
+    manifest = cohort / "cohort.json"  # the simulator's manifest, for a synthetic cohort
+    if manifest.is_file():
+        about = json.loads(manifest.read_text())
+        checkpoint["provenance"]["cohort"] = {
+            k: about[k] for k in ("generator", "generator_version", "n", "seed") if k in about
+        } | {"path": str(cohort)}
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     return {**metrics, "n_train_subjects": len(train), "n_val_subjects": len(val)}
