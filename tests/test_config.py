@@ -82,3 +82,18 @@ def test_a_frozen_section_cannot_be_changed() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.max_failed_fraction = 0.5  # type: ignore[misc]
     assert config.base_section("qc", max_failed_fraction=0.5).max_failed_fraction == 0.5
+
+
+def test_a_model_trained_with_other_settings_is_refused_at_load() -> None:
+    from face_health.serving.scorer import ScanScorer, check_settings
+
+    parameters = config.project_parameters("base")
+    options = {name: parameters[name] for name in config.SCAN_SECTIONS}
+    scorer = ScanScorer(None, None, None, {}, None, None, options=options)
+    assert check_settings(scorer) is scorer
+    old = {
+        **options,
+        "ingest": {k: v for k, v in options["ingest"].items() if k != "require_colour"},
+    }
+    with pytest.raises(LookupError, match=r"missing key \['require_colour'\].*retrain"):
+        check_settings(ScanScorer(None, None, None, {}, None, None, options=old), "runs:/x")

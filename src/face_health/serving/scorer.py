@@ -377,12 +377,30 @@ def load_scorer(model: str | None = None, tracking_uri: str | None = None) -> Sc
 
     uri = resolve_model_uri(model, tracking_uri)
     if Path(uri).exists():
-        return mlflow.pyfunc.load_model(uri).unwrap_python_model().scorer
+        return check_settings(mlflow.pyfunc.load_model(uri).unwrap_python_model().scorer, uri)
     # MLflow 3 resolves a logged model's files partly through the process-wide backend even
     # when given a tracking URI, so the URI is in force for the download only, then restored.
     with _tracking_uri(tracking_uri), tempfile.TemporaryDirectory(prefix="face_health_") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
-        return mlflow.pyfunc.load_model(local).unwrap_python_model().scorer
+        scorer = mlflow.pyfunc.load_model(local).unwrap_python_model().scorer
+    return check_settings(scorer, uri)
+
+
+def check_settings(scorer: ScanScorer, uri: str = "the model") -> ScanScorer:
+    """``scorer`` once every per-scan section of its training run's parameters builds with
+    this version's settings; otherwise a ``LookupError`` saying so (a model logged before a
+    setting was added is refused at load, not half-way through a scan)."""
+    from face_health.config import SettingsError
+
+    try:
+        for section in SCAN_SECTIONS:
+            scorer.settings(section)
+    except SettingsError as exc:
+        raise LookupError(
+            f"{uri} was trained with settings this version of face_health cannot use ({exc}); "
+            "retrain it with `kedro run --pipelines=training`"
+        ) from exc
+    return scorer
 
 
 @contextlib.contextmanager
