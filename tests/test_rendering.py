@@ -100,3 +100,27 @@ def test_kept_contexts_are_bounded_and_can_be_released() -> None:
     finally:
         rendering.MAX_CONTEXTS = saved
     assert errors and "OpenGL contexts are open" in errors[0]
+
+
+def test_released_contexts_are_recreated_on_the_next_render() -> None:
+    """In a clean process (deleting contexts would break other tests' renderers here)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, trimesh\n"
+        "from face_health.config import base_section\n"
+        "from face_health.views import rendering\n"
+        "b = trimesh.creation.icosphere(subdivisions=2, radius=70.0)\n"
+        "b.apply_translation(rendering.TEMPLATE_FACE_CENTRE)\n"
+        "s = base_section('views', image_size=32)\n"
+        "a = rendering.render_directional_views(b, s)\n"
+        "assert rendering.release_contexts() == 1 and not rendering._CONTEXTS\n"
+        "c = rendering.render_directional_views(b, s)\n"
+        "assert all(np.array_equal(a[k], c[k]) for k in a)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
