@@ -85,11 +85,13 @@ def test_a_frozen_section_cannot_be_changed() -> None:
 
 
 def test_a_model_trained_with_other_settings_is_refused_at_load() -> None:
+    from face_health.modelling.ood import DistributionMonitor
     from face_health.serving.scorer import ScanScorer, check_settings
 
     parameters = config.project_parameters("base")
     options = {name: parameters[name] for name in config.SCAN_SECTIONS}
-    scorer = ScanScorer(None, None, None, {}, None, None, options=options)
+    monitor = DistributionMonitor()  # a model without one is refused too (tests/test_ood.py)
+    scorer = ScanScorer(None, None, None, {}, None, None, options=options, ood_monitor=monitor)
     assert check_settings(scorer) is scorer
     old = {
         **options,

@@ -11,12 +11,14 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from face_health.evaluation.metrics import (
+    HEADLINE_METRIC,
     age_plots,
     binary_metrics,
     bootstrap_ci,
     condition_plots,
     evaluate,
     model_card,
+    paired_differences,
     regression_metrics,
     summary_figure,
 )
@@ -167,3 +169,101 @@ def test_model_card_has_table_and_limitations():
     assert "Synthetic data: no real population." in card
     assert "synthetic cohort" in card and "| test | 20 |" in card
     assert "| age | years | regression | 20 |" in card
+
+
+def _three_models(n: int = 120) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], list[str]]:
+    """Truth for age, bmi and obesity; a good model, a poor one (much noisier, the same
+    signal) and the mean baseline."""
+    rng = np.random.default_rng(1)
+    ids = [f"s{i:03d}" for i in range(n)]
+    age = rng.uniform(20, 70, n)
+    bmi = rng.normal(24, 3, n)
+    obesity = (bmi + rng.normal(0, 1, n) > 26).astype(float)
+    truth = pd.DataFrame({"subject_id": ids, "age": age, "bmi": bmi, "obesity": obesity})
+    good = pd.DataFrame(
+        {
+            "subject_id": ids,
+            "age": age + rng.normal(0, 2, n),
+            "bmi": bmi + rng.normal(0, 1, n),
+            "obesity": 1 / (1 + np.exp(-(bmi - 26))),
+        }
+    )
+    poor = pd.DataFrame(
+        {
+            "subject_id": ids,
+            "age": age + rng.normal(0, 12, n),
+            "bmi": bmi + rng.normal(0, 8, n),
+            "obesity": 1 / (1 + np.exp(-(bmi + rng.normal(0, 6, n) - 26))),
+        }
+    )
+    mean = pd.DataFrame(
+        {"subject_id": ids, "age": age.mean(), "bmi": bmi.mean(), "obesity": obesity.mean()}
+    )
+    return truth, {"good": good, "poor": poor, "mean": mean}, ids
+
+
+def test_headline_metric_is_mae_for_age_r_for_regression_auroc_for_binary():
+    assert HEADLINE_METRIC["age"] == "mae"
+    assert HEADLINE_METRIC["bmi"] == HEADLINE_METRIC["hemoglobin"] == "pearson_r"
+    assert HEADLINE_METRIC["smoking"] == HEADLINE_METRIC["anemia"] == "auroc"
+
+
+def test_a_clearly_better_model_has_a_paired_interval_excluding_zero():
+    truth, models, ids = _three_models()
+    table = paired_differences(
+        models, truth, test_ids=ids, pairs=[("good", "poor"), ("poor", "good")], n_boot=300
+    )
+    assert set(table["target"]) == {"age", "bmi", "obesity"}
+    for row in table.itertuples():
+        assert row.better == "good" and row.excludes_zero, row
+        assert row.ci_low <= row.difference <= row.ci_high
+        assert row.n == len(ids) and row.n_resamples == 300
+    age = table.query("target == 'age' and model_a == 'good'").iloc[0]
+    # MAE: lower is better, so the better model has the negative difference A - B
+    assert age.metric == "mae" and not age.higher_is_better and age.ci_high < 0
+    expected = (
+        np.abs(models["good"]["age"] - truth["age"]).mean()
+        - np.abs(models["poor"]["age"] - truth["age"]).mean()
+    )
+    assert age.difference == pytest.approx(expected)
+    bmi = table.query("target == 'bmi' and model_a == 'good'").iloc[0]
+    assert bmi.metric == "pearson_r" and bmi.higher_is_better and bmi.ci_low > 0
+
+
+def test_identical_models_differ_by_exactly_zero():
+    truth, models, ids = _three_models()
+    twin = {"a": models["good"], "b": models["good"].copy()}
+    table = paired_differences(twin, truth, test_ids=ids, pairs=[("a", "b")], n_boot=100)
+    assert (table["difference"] == 0).all()
+    assert (table["ci_low"] == 0).all() and (table["ci_high"] == 0).all()
+    assert (table["better"] == "tie").all() and not table["excludes_zero"].any()
+
+
+def test_paired_differences_use_only_the_given_subjects_and_the_same_resamples():
+    truth, models, ids = _three_models()
+    test_ids = ids[:60]
+    pairs = [("good", "mean"), ("poor", "mean")]
+    table = paired_differences(models, truth, test_ids=test_ids, pairs=pairs, n_boot=200, seed=3)
+    planted = {k: v.copy() for k, v in models.items()}
+    planted["good"].loc[planted["good"]["subject_id"] == "s100", "age"] = 1e6  # not compared
+    again = paired_differences(planted, truth, test_ids=test_ids, pairs=pairs, n_boot=200, seed=3)
+    pd.testing.assert_frame_equal(table, again)
+    assert set(table["n"]) == {60}
+    # A constant prediction counts as r = 0 and AUROC 0.5, so "beats the mean" is defined.
+    vs_mean = table[table["model_b"] == "mean"].set_index(["model_a", "target"])
+    assert vs_mean.loc[("good", "bmi"), "value_b"] == 0.0
+    assert vs_mean.loc[("good", "obesity"), "value_b"] == pytest.approx(0.5)
+    assert vs_mean.loc[("good", "bmi"), "excludes_zero"]
+    # The same seed and n as evaluate: the difference with the mean's r = 0 is the model's
+    # own r, and its paired interval is evaluate's interval of r.
+    metrics = evaluate(models, truth, test_ids=test_ids, n_boot=200, seed=3)
+    r = metrics.query("target == 'bmi' and model == 'good' and metric == 'pearson_r'").iloc[0]
+    assert vs_mean.loc[("good", "bmi"), "difference"] == pytest.approx(r.value)
+    assert vs_mean.loc[("good", "bmi"), "ci_low"] == pytest.approx(r.ci_low)
+    assert vs_mean.loc[("good", "bmi"), "ci_high"] == pytest.approx(r.ci_high)
+
+
+def test_paired_differences_refuse_an_unknown_model():
+    truth, models, ids = _three_models()
+    with pytest.raises(ValueError, match="no predictions of model"):
+        paired_differences(models, truth, test_ids=ids, pairs=[("good", "ridge")], n_boot=10)

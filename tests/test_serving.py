@@ -111,7 +111,16 @@ def test_zip_of_obj_mtl_texture_is_scored(client: TestClient, scan_zip: bytes, s
     assert response.status_code == 200, response.text
     body = response.json()
     assert_prediction(body, scorer.run_id)
-    assert body["subject_id"] == "P-17" and body["qc"]["status"] == "ok"
+    assert body["subject_id"] == "P-17"
+    assert set(body["ood"]) == {"score", "flag", "spaces"} and body["ood"]["spaces"]
+    # Nothing to warn about but, possibly, the distance from the tiny cohort: S0001 is one of
+    # its ~6 training subjects (in-sample for the facial-omics PCA) and the threshold is one
+    # validation subject's distance.
+    if body["ood"]["flag"]:
+        assert body["qc"]["status"] == "warning"
+        assert body["qc"]["reason"].startswith("out of distribution"), body["qc"]["reason"]
+    else:
+        assert body["qc"]["status"] == "ok", body["qc"]["reason"]
 
 
 def test_single_obj_without_its_texture_is_refused_with_the_reason(

@@ -307,7 +307,10 @@ def train_landmarks(
     help="The MLflow backend to find the model in.",
 )
 def predict(scan: Path, model: str | None, tracking_uri: str) -> None:
-    """Predict age, clinical parameters and condition probabilities for SCAN; print JSON."""
+    """Predict age, clinical parameters and condition probabilities for SCAN; print JSON.
+
+    The JSON's ``ood`` says how far the scan's features are from the training cohort
+    (``score`` 1.0 = the 99th percentile of the validation subjects; ``flag`` beyond it)."""
     from face_health.serving.scorer import json_record, load_scorer
 
     try:
@@ -315,7 +318,17 @@ def predict(scan: Path, model: str | None, tracking_uri: str) -> None:
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
     record = scorer.score(scan)
-    click.echo(json.dumps(json_record(record), indent=2))
+    body = json_record(record)
+    click.echo(json.dumps(body, indent=2))
+    if body["ood"]["flag"]:
+        score = body["ood"]["score"]
+        click.echo(
+            "warning: the scan is out of distribution"
+            + ("" if score is None else f" (ood_score {score:.2f})")
+            + ": its features are beyond those of the training cohort's validation subjects; "
+            "treat the predictions with caution",
+            err=True,
+        )
     if record["qc_status"] == "failed":
         sys.exit(1)
 

@@ -340,6 +340,7 @@ class EmbeddingSettings(Section):
     aggregate: typing.Literal["mean", "concat"]
     seed: int
     patience: int
+    cross_fit_folds: int
     module: dict[str, Any]
     trainer: dict[str, Any]
 
@@ -396,6 +397,7 @@ class ModellingSettings(Section):
     n_bootstrap: int
     torch_threads: int
     mlp: MlpSettings
+    ood_percentile: float
 
 
 @dataclasses.dataclass(frozen=True)

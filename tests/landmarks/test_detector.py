@@ -37,6 +37,26 @@ def test_shipped_checkpoint_is_small_and_names_the_scheme() -> None:
     assert detector.landmark_names == list(schema.LANDMARK_NAMES)
 
 
+def test_shipped_checkpoint_carries_its_provenance() -> None:
+    """Where the shipped weights came from, inside the file (written after the fact by
+    scripts/record_checkpoint_provenance.py, which says so): the cohort's generator, version
+    and seed (one no pipeline cohort uses), the commit, validation metrics and the choice."""
+    import torch
+
+    from face_health.synthetic.cohort import GENERATOR_VERSION
+
+    provenance = torch.load(shipped_checkpoint(), map_location="cpu", weights_only=True)[
+        "provenance"
+    ]
+    assert provenance["recorded_after_training"] is True
+    assert len(provenance["git_commit"]) == 40
+    cohort = provenance["cohort"]
+    assert cohort["generator"] == "face_health.synthetic" and cohort["seed"] == 1
+    assert cohort["generator_version"] <= GENERATOR_VERSION
+    assert provenance["validation_metrics"]["cnn_plus_fit_mm_20_validation_scans"] > 0
+    assert "validation" in provenance["selection"]
+
+
 def test_landmarks_on_a_new_synthetic_scan(detector, scan) -> None:
     path, truth = scan
     mesh, _ = ingest_scan(path, "S0001")

@@ -291,6 +291,26 @@ def _model_inputs(splits: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return features, clinical.drop(columns=[b for b in binary if b not in ("smoking", "obesity")])
 
 
+#: ``embedding_folds`` of a single (not cross-fitted) embedding network.
+NO_FOLDS = pd.DataFrame({ID: pd.Series(dtype=str), "fold": pd.Series(dtype=int)})
+
+
+def _cross_fitted(
+    features: pd.DataFrame, splits: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The features as two networks' blocks (``emb_f0_*``, ``emb_f1_*``: the second a
+    shuffled copy) and each training subject's fold."""
+    emb = [c for c in features.columns if c.startswith("emb_")]
+    rng = np.random.default_rng(5)
+    f0 = features[emb].rename(columns=lambda c: "emb_f0_" + c[4:])
+    f1 = features[emb].sample(frac=1.0, random_state=3, axis=1).set_axis(
+        ["emb_f1_" + c[4:] for c in emb], axis=1
+    ) + rng.normal(0, 0.1, (len(features), len(emb)))
+    table = pd.concat([features.drop(columns=emb), f0, f1], axis=1)
+    train = splits.loc[splits["split"].eq("train"), ID].tolist()
+    return table, pd.DataFrame({ID: train, "fold": [i % 2 for i in range(len(train))]})
+
+
 def _modelling_params() -> dict[str, Any]:
     base = base_section("modelling")
     mlp = dataclasses.replace(base.mlp, hidden=(8,), max_epochs=8, patience=3, batch_size=8)
@@ -324,9 +344,13 @@ def test_health_models_ignore_test_features_and_labels(kind: str) -> None:
     params = _modelling_params()
     test_ids = _held_out(splits, ("test",))
 
-    models = train_health_models(features, clinical, splits, params)
+    models = train_health_models(features, clinical, splits, NO_FOLDS, params)
     dirty = train_health_models(
-        _garble_rows(features, test_ids, kind), _garble_labels(clinical, test_ids), splits, params
+        _garble_rows(features, test_ids, kind),
+        _garble_labels(clinical, test_ids),
+        splits,
+        NO_FOLDS,
+        params,
     )
     assert set(models.estimators_) == {"mlp", "mean", "linear"}
     assert [group.name for group in models.groups_] == ["age", "clinical", "conditions"]
@@ -337,7 +361,56 @@ def test_health_models_ignore_test_features_and_labels(kind: str) -> None:
     # Control (once): the comparison sees a change in one training subject's features.
     nudged = features.copy()
     nudged.loc[0, "emb_000"] += 0.5
-    assert _differs(models, train_health_models(nudged, clinical, splits, params))
+    assert _differs(models, train_health_models(nudged, clinical, splits, NO_FOLDS, params))
+
+
+@pytest.mark.parametrize("in_sample", [False, True])
+def test_cross_fitted_health_models_ignore_test_rows_and_keep_their_folds(in_sample) -> None:
+    """Cross-fitted members: garbage TEST rows change nothing, member j is fitted on fold
+    j's subjects only (out-of-fold) or on the others (the ablation's in-sample variant), and
+    a member sees only its own network's block."""
+    from face_health.modelling.models import CrossFittedHealthModels, fold_features
+    from face_health.pipelines.modelling.nodes import _health_models
+
+    splits = _splits(14, 4, 4)
+    features, clinical = _model_inputs(splits)
+    features, folds = _cross_fitted(features, splits)
+    params = {**_modelling_params(), "kinds": ["mlp", "linear"]}
+    fold_of = dict(zip(folds[ID], folds["fold"], strict=True))
+    test_ids = _held_out(splits, ("test",))
+
+    def fit(table, labels):
+        models = _health_models(params, folds=fold_of, in_sample=in_sample)
+        return models.fit(table, labels, splits)
+
+    models = fit(features, clinical)
+    assert isinstance(models, CrossFittedHealthModels)
+    for j, member in enumerate(models.members_):
+        expected = {s for s, f in fold_of.items() if (f == j) != in_sample}
+        assert set(member.fitted_on_) == expected
+        assert not any(c.startswith("emb_f") for c in member.feature_columns_)
+    assert set(models.fitted_on_) == set(fold_of)
+    dirty = fit(_garble_rows(features, test_ids, "huge"), _garble_labels(clinical, test_ids))
+    assert_identical(models, dirty, "cross-fitted health models")
+    predictions = models.predict(features)
+    assert predictions[ID].tolist() == features[ID].tolist()
+    # A member's own block matters; the other network's block does not reach it.
+    changed = features.copy()
+    changed[[c for c in features if c.startswith("emb_f1_")]] = 0.0
+    first = models.members_[0].predict(fold_features(changed, 0))
+    assert_identical(first, models.members_[0].predict(fold_features(features, 0)), "member 0")
+    assert not np.allclose(models.predict(changed)["age"].to_numpy(), predictions["age"].to_numpy())
+
+
+def test_cross_fitted_models_refuse_features_of_another_run() -> None:
+    from face_health.pipelines.modelling.nodes import _health_models
+
+    splits = _splits(14, 4, 4)
+    features, clinical = _model_inputs(splits)
+    _, folds = _cross_fitted(features, splits)
+    fold_of = dict(zip(folds[ID], folds["fold"], strict=True))
+    with pytest.raises(ValueError, match="different runs"):
+        _health_models(_modelling_params(), folds=fold_of).fit(features, clinical, splits)
 
 
 def test_health_models_use_validation_only_to_stop_and_choose() -> None:
@@ -349,8 +422,10 @@ def test_health_models_use_validation_only_to_stop_and_choose() -> None:
     features, clinical = _model_inputs(splits)
     params = _modelling_params()
     val_ids = _held_out(splits, ("validation",))
-    models = train_health_models(features, clinical, splits, params)
-    dirty = train_health_models(_garble_rows(features, val_ids, "huge"), clinical, splits, params)
+    models = train_health_models(features, clinical, splits, NO_FOLDS, params)
+    dirty = train_health_models(
+        _garble_rows(features, val_ids, "huge"), clinical, splits, NO_FOLDS, params
+    )
 
     assert_identical(models.estimators_["mean"], dirty.estimators_["mean"], "mean")
     binary = {t.name for t in schema.TARGETS if t.kind != "regression"}
@@ -389,7 +464,7 @@ def test_health_models_stop_when_fitted_on_test_subjects(monkeypatch) -> None:
     features, clinical = _model_inputs(splits)
     with pytest.raises(LeakageError, match=r"4 subject\(s\).*'S0018': \['test'\]"):
         params = {**_modelling_params(), "kinds": ["mean"]}  # which model does not matter
-        train_health_models(features, clinical, splits, params)
+        train_health_models(features, clinical, splits, NO_FOLDS, params)
 
 
 def test_health_models_stop_when_a_split_lists_a_subject_twice() -> None:
@@ -397,7 +472,9 @@ def test_health_models_stop_when_a_split_lists_a_subject_twice() -> None:
     features, clinical = _model_inputs(splits)
     twice = pd.concat([splits, splits.iloc[:1].assign(split="test")], ignore_index=True)
     with pytest.raises(LeakageError, match="not a partition"):
-        train_health_models(features, clinical, twice, {**_modelling_params(), "kinds": ["mean"]})
+        train_health_models(
+            features, clinical, twice, NO_FOLDS, {**_modelling_params(), "kinds": ["mean"]}
+        )
 
 
 # --- the ResNet embedding -----------------------------------------------------------------
@@ -417,10 +494,11 @@ def _face_views(splits: pd.DataFrame, garbage_for: tuple[str, ...] = ()) -> dict
     return views
 
 
-def _embedding_params() -> dict[str, Any]:
+def _embedding_params(cross_fit_folds: int = 0) -> dict[str, Any]:
     base = base_section("embedding")
     return base_section(
         "embedding",
+        cross_fit_folds=cross_fit_folds,
         image_size=32,
         batch_size=4,
         views_per_subject_per_epoch=2,
@@ -434,14 +512,15 @@ def _embedding_params() -> dict[str, Any]:
     ).to_parameters()
 
 
-def test_embedding_weights_ignore_test_views_and_labels() -> None:
+@pytest.mark.parametrize("folds", [0, 2])
+def test_embedding_weights_ignore_test_views_and_labels(folds: int) -> None:
     """Garbage TEST views and labels: the trained ResNet (weights and BatchNorm statistics)
-    is bit-identical. Validation views legitimately drive early stopping and the kept
-    checkpoint, so only the test split is perturbed."""
+    is bit-identical, one network or each of a cross-fit's. Validation views legitimately
+    drive early stopping and the kept checkpoint, so only the test split is perturbed."""
     splits = _splits(6, 2, 2)
     _, clinical = _model_tables(splits)
     test_ids = tuple(_held_out(splits, ("test",)))
-    params = _embedding_params()
+    params = _embedding_params(folds)
 
     module, metrics = train_embedding_model(_face_views(splits), clinical, splits, params)
     dirty, dirty_metrics = train_embedding_model(
@@ -467,7 +546,11 @@ def test_embedding_weights_ignore_test_views_and_labels() -> None:
         backbone="resnet10t",
         embedding_dim=101,
     )
-    assert _differs(start.net, module.net)
+    trained = module.members[0] if folds else module
+    assert _differs(start.net, trained.net)
+    if folds:  # each network blind to its own fold of the training subjects
+        assert sorted(module.folds) == sorted(_held_out(splits, ("train",)))
+        assert sorted(set(module.folds.values())) == [0, 1]
 
 
 @pytest.mark.parametrize("what", ["views", "scaler"])

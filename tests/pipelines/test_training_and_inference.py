@@ -22,7 +22,17 @@ def test_tiny_training_then_inference(trained_tiny_project: Path) -> None:
         table = pd.read_parquet(data / "04_feature" / f"{name}.parquet")
         assert len(table) == 8, name
     global_features = pd.read_parquet(data / "04_feature" / "global_features.parquet")
-    assert sum(c.startswith("emb_") for c in global_features.columns) == 128
+    # Cross-fitted (embedding.cross_fit_folds: 2): one 128-d block per network.
+    for j in (0, 1):
+        assert sum(c.startswith(f"emb_f{j}_") for c in global_features.columns) == 128
+    assert sum(c.startswith("emb_") for c in global_features.columns) == 256
+    folds = pd.read_csv(data / "04_feature" / "embedding_folds.csv", dtype={"subject_id": str})
+    splits = pd.read_csv(data / "03_primary" / "splits.csv", dtype={"subject_id": str})
+    assert set(folds["subject_id"]) == set(splits.loc[splits["split"] == "train", "subject_id"])
+    assert set(folds["fold"]) == {0, 1}
+    ablation_files = sorted((data / "08_reporting" / "ablation_metrics.csv").rglob("*.csv"))
+    ablation = pd.read_csv(ablation_files[-1])
+    assert set(ablation["model"]) == {"mlp_global", "mlp_local", "mlp_both", "mlp_both_in_sample"}
     metrics_files = sorted((data / "08_reporting" / "test_metrics.csv").rglob("*.csv"))
     metrics = pd.read_csv(metrics_files[-1])
     assert set(metrics["model"]) == {"mlp", "mean", "linear"}
@@ -38,7 +48,8 @@ def test_tiny_training_then_inference(trained_tiny_project: Path) -> None:
     run = runs.iloc[0]
     assert {"metrics.test.age.mlp.mae", "metrics.test.age.mlp.mae_ci_low"} <= set(runs.columns)
     assert run["metrics.test.age.mlp.mae_ci_low"] <= run["metrics.test.age.mlp.mae"]
-    assert any(c.startswith("metrics.embedding") for c in runs.columns)  # Lightning epochs
+    assert any(c.startswith("metrics.embedding_f1") for c in runs.columns)  # Lightning epochs
+    assert "params.embedding_f0.target_scale" in runs.columns  # each network's own parameters
     assert run["tags.face_health.model_logged"] == "true"
     # Provenance: a readable name and tags that tell two runs apart.
     assert run["tags.mlflow.runName"].startswith("training · synthetic_cohort · tiny · ")
@@ -65,4 +76,6 @@ def test_tiny_training_then_inference(trained_tiny_project: Path) -> None:
     assert {column_name("age"), column_name("bmi"), column_name("anemia")} <= set(
         predictions.columns
     )
+    assert {"ood_score", "ood_flag"} <= set(predictions.columns)
+    assert predictions["ood_score"].notna().all()
     assert (predictions["qc_status"] != "failed").all()

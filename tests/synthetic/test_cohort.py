@@ -143,6 +143,7 @@ def test_appearance_carries_health_with_noise() -> None:
         "sex": "M",
         "age": 50.0,
         "bmi": 24.0,
+        "waist": 85.0,
         "height": 170.0,
         "smoking": 0,
         "pack_years": 0.0,
@@ -155,8 +156,10 @@ def test_appearance_carries_health_with_noise() -> None:
     ages = np.array([a.apparent_age for a in old])
     assert 73 < ages.mean() < 77 and 2.5 < ages.std() < 5.0  # noisy: not readable exactly
     assert np.mean([a.apparent_age for a in young]) < 30
-    heavy = [appearance_from_phenotype({**base, "bmi": 33.0}, rng).adiposity for _ in range(300)]
-    lean = [appearance_from_phenotype({**base, "bmi": 20.0}, rng).adiposity for _ in range(300)]
+    # adiposity reads central fat (waist; effects.py): an obese and a lean man's waists
+    obese, slim = {**base, "bmi": 33.0, "waist": 110.0}, {**base, "bmi": 20.0, "waist": 76.0}
+    heavy = [appearance_from_phenotype(obese, rng).adiposity for _ in range(300)]
+    lean = [appearance_from_phenotype(slim, rng).adiposity for _ in range(300)]
     assert np.mean(heavy) - np.mean(lean) > 3.0
     anaemic = [
         appearance_from_phenotype({**base, "hemoglobin": 110.0}, rng).pallor for _ in range(300)

@@ -2,7 +2,9 @@
 
 Everything here sees only the test split (``evaluate`` takes the test ids explicitly), and
 every headline number carries a 95% percentile bootstrap interval over resampled subjects,
-because with ~45 test subjects a single figure without its spread says little.
+because with ~45 test subjects a single figure without its spread says little. Two models
+are compared with ``paired_differences``: the interval of the difference on the same
+resamples, on each target's headline metric (``HEADLINE_METRIC``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 MODEL_LABELS = {"mlp": "MLP", "mean": "mean baseline", "linear": "linear baseline"}
 #: The one number per target that the summary figure shows.
 HEADLINE = {"regression": "pearson_r", "binary": "auroc"}
+#: The headline metric of each target, the one that claims about models are made on: MAE
+#: for age (years are the unit people read an age model in), Pearson r for the other
+#: regression targets (their units differ, r compares them), AUROC for binary targets and
+#: conditions. The README's tables and its model comparisons use this and nothing else.
+HEADLINE_METRIC: dict[str, str] = {
+    t.name: ("mae" if t.name == "age" else "pearson_r") if t.kind == "regression" else "auroc"
+    for t in TARGETS
+}
+#: Metrics where a smaller value is the better model (errors); every other one is a score.
+LOWER_IS_BETTER: frozenset[str] = frozenset({"mae", "rmse", "brier", "ece"})
 
 
 def _ordered_models(test_metrics: pd.DataFrame) -> list[str]:
@@ -195,6 +207,126 @@ def evaluate(
             for metric, (v, lo, hi) in bootstrap_ci(fn, y, p, n_boot=n_boot, seed=seed).items():
                 rows.append((target, spec.unit, model, metric, v, lo, hi, n))
     columns = ["target", "unit", "model", "metric", "value", "ci_low", "ci_high", "n"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _comparison_value(metric: str, t: np.ndarray, p: np.ndarray) -> float:
+    """``metric`` of one sample for a paired comparison. A constant prediction (the mean
+    baseline) has no Pearson r; here it counts as r = 0, no association, so that "does the
+    model beat the mean" has an answer on r too. AUROC gives a constant 0.5 by itself."""
+    if metric == "mae":
+        return float(np.abs(p - t).mean()) if len(t) else np.nan
+    if metric == "pearson_r":
+        if len(t) == 0 or np.ptp(t) == 0:
+            return np.nan
+        if np.ptp(p) == 0:
+            return 0.0
+        return regression_metrics(t, p)["pearson_r"]
+    if metric == "auroc":
+        return _auroc(t, p)
+    if metric in ("rmse", "r2"):
+        return regression_metrics(t, p)[metric]
+    return binary_metrics(t, p)[metric]
+
+
+def paired_differences(
+    predictions: dict[str, pd.DataFrame],
+    truth: pd.DataFrame,
+    *,
+    test_ids: Sequence[str],
+    pairs: Sequence[tuple[str, str]],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    metrics: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Model A minus model B on each target's headline metric, with a paired bootstrap
+    interval: both models are scored on the same subject resamples, so the interval is that
+    of the difference, not two overlapping intervals.
+
+    Parameters
+    ----------
+    predictions : dict of str to pandas.DataFrame
+        Model name -> ``subject_id`` plus target columns, as for :func:`evaluate`.
+    truth : pandas.DataFrame
+        ``subject_id`` plus target columns, NaN where a label is missing.
+    test_ids : sequence of str
+        The subjects compared on; every other row is ignored. Per target and pair, only the
+        subjects with a label and both predictions count (``n``).
+    pairs : sequence of (str, str)
+        ``(model_a, model_b)``: the difference is A - B.
+    n_boot, seed, alpha
+        Resamples, their seed, and the interval's level (``0.05``: percentile 95 %). With
+        the same seed and ``n`` the resamples are those :func:`evaluate` uses.
+    metrics : dict of str to str, optional
+        Target -> metric; default :data:`HEADLINE_METRIC`. A constant prediction counts as
+        Pearson r = 0 (see :func:`_comparison_value`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per target and pair: ``target, unit, metric, higher_is_better, model_a,
+        model_b, value_a, value_b, difference, ci_low, ci_high, n, n_resamples, better,
+        excludes_zero``. ``better`` is the model with the better point estimate under the
+        metric's sign convention (lower MAE, higher r or AUROC), ``"tie"`` for a difference
+        of exactly 0 and ``""`` when undefined; ``excludes_zero`` says whether the interval
+        lies wholly on one side of 0 (only then is a claim made).
+    """
+    ids = list(dict.fromkeys(test_ids))
+    labels = truth.set_index(ID_COLUMN).reindex(ids)
+    chosen = HEADLINE_METRIC if metrics is None else metrics
+    tables = {name: table.set_index(ID_COLUMN).reindex(ids) for name, table in predictions.items()}
+    for a, b in pairs:
+        missing = [m for m in (a, b) if m not in tables]
+        if missing:
+            raise ValueError(f"no predictions of model(s) {missing}; have {sorted(tables)}")
+    rows = []
+    for target in (t.name for t in TARGETS):
+        if target not in labels.columns or target not in chosen:
+            continue
+        metric = chosen[target]
+        higher = metric not in LOWER_IS_BETTER
+        y = labels[target].to_numpy(float)
+        for a, b in pairs:
+            if target not in tables[a].columns or target not in tables[b].columns:
+                continue
+            pa = tables[a][target].to_numpy(float)
+            pb = tables[b][target].to_numpy(float)
+            keep = ~(np.isnan(y) | np.isnan(pa) | np.isnan(pb))
+            t, qa, qb = y[keep], pa[keep], pb[keep]
+            va, vb = _comparison_value(metric, t, qa), _comparison_value(metric, t, qb)
+            rng = np.random.default_rng(seed)
+            draws = []
+            if len(t):
+                for _ in range(n_boot):
+                    idx = rng.integers(0, len(t), len(t))
+                    d = _comparison_value(metric, t[idx], qa[idx]) - _comparison_value(
+                        metric, t[idx], qb[idx]
+                    )
+                    if np.isfinite(d):
+                        draws.append(d)
+            diff = va - vb
+            if draws:
+                low, high = np.percentile(draws, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+            else:
+                low = high = np.nan
+            if not np.isfinite(diff):
+                better = ""
+            elif diff == 0:
+                better = "tie"
+            else:
+                better = a if (diff > 0) == higher else b
+            excludes = bool(np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0))
+            spec = TARGET_BY_NAME[target]
+            rows.append(
+                (target, spec.unit, metric, higher, a, b, va, vb, diff, float(low), float(high),
+                 int(keep.sum()), len(draws), better, excludes)
+            )  # fmt: skip
+    columns = [
+        "target", "unit", "metric", "higher_is_better", "model_a", "model_b", "value_a",
+        "value_b", "difference", "ci_low", "ci_high", "n", "n_resamples", "better",
+        "excludes_zero",
+    ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -492,3 +492,112 @@ class HealthModels(BaseEstimator):
     def predict_all(self, features: pd.DataFrame) -> dict[str, pd.DataFrame]:
         """``predict`` for every fitted model kind: model name -> predictions table."""
         return {kind: self.predict(features, model=kind) for kind in self.estimators_}
+
+
+def fold_features(features: pd.DataFrame, j: int) -> pd.DataFrame:
+    """The features model ``j`` of a cross-fit sees: network ``j``'s embedding block
+    (``emb_f{j}_*``, renamed ``emb_*``), the local features and nothing of the other
+    networks."""
+    from face_health.embedding.cross_fit import FOLD_COLUMN, fold_block
+
+    block = fold_block(list(features.columns), j)
+    others = [c for c in features.columns if FOLD_COLUMN.match(str(c)) and c not in block]
+    return features.drop(columns=others).rename(columns=block)
+
+
+class CrossFittedHealthModels(BaseEstimator):
+    """The health models of a cross-fitted embedding (``embedding.cross_fit``): member ``j``
+    is a :class:`HealthModels` on network ``j``'s embedding (plus the local features) fitted
+    on the training subjects of fold ``j`` only, whose embeddings network ``j`` never
+    trained on; validation subjects steer every member's early stopping. A prediction is the
+    mean of the members' (on the models' scale: log for ``LOG_SCALE_TARGETS``), each from
+    its own network's embedding of the face.
+
+    Parameters
+    ----------
+    folds : mapping of str to int
+        Each training subject's fold (``CrossFittedEmbedding.folds``).
+    in_sample : bool
+        The ablation's counterpart: member ``j`` fitted on the training subjects network
+        ``j`` *was* trained on (the stacking bias, at the same networks and subject count).
+    per, inputs, kinds, mlp_params, seed
+        As :class:`HealthModels` (``inputs`` must use the embedding: ``global`` or ``both``).
+    """
+
+    def __init__(
+        self,
+        folds: dict[str, int] | None = None,
+        per: str = "group",
+        inputs: str = "both",
+        kinds: Sequence[str] = ("mlp", "mean", "linear"),
+        mlp_params: dict | None = None,
+        seed: int = 0,
+        in_sample: bool = False,
+    ) -> None:
+        self.folds = folds
+        self.per = per
+        self.inputs = inputs
+        self.kinds = kinds
+        self.mlp_params = mlp_params
+        self.seed = seed
+        self.in_sample = in_sample
+
+    def fit(
+        self, features: pd.DataFrame, targets: pd.DataFrame, splits: pd.DataFrame
+    ) -> CrossFittedHealthModels:
+        from face_health.embedding.cross_fit import fold_count
+
+        if self.inputs not in ("global", "both"):
+            raise ValueError(f"cross-fitting applies to the embedding, not inputs={self.inputs!r}")
+        folds = {str(s): int(j) for s, j in (self.folds or {}).items()}
+        k = fold_count(list(features.columns))
+        if k < 2 or k != len(set(folds.values())):
+            raise ValueError(
+                f"the features hold {k} embedding block(s) (emb_f<j>_*) and the folds name "
+                f"{len(set(folds.values()))}: the features and the cross-fitted embedding "
+                "come from different runs"
+            )
+        ids = splits[ID_COLUMN].astype(str)
+        train = splits["split"].eq("train")
+        self.members_: list[HealthModels] = []
+        for j in range(k):
+            in_fold = ids.map(lambda s, j=j: folds.get(s) == j)
+            keep = ~train | (in_fold != self.in_sample)  # out-of-fold: fold j's own subjects
+            member = HealthModels(
+                per=self.per,
+                inputs=self.inputs,
+                kinds=self.kinds,
+                mlp_params=self.mlp_params,
+                seed=self.seed,
+            )
+            self.members_.append(
+                member.fit(fold_features(features, j), targets, splits[keep.to_numpy()])
+            )
+        self.fitted_on_ = sorted({s for m in self.members_ for s in m.fitted_on_})
+        self.groups_ = self.members_[0].groups_
+        self.estimators_ = {
+            kind: [m.estimators_[kind] for m in self.members_] for kind in self.kinds
+        }
+        return self
+
+    def predict(
+        self, features: pd.DataFrame, model: str = "mlp", *, bounded: bool = True
+    ) -> pd.DataFrame:
+        """``HealthModels.predict`` averaged over the members, each on its own block."""
+        if model not in self.estimators_:
+            raise ValueError(f"model {model!r} not fitted; have {sorted(self.estimators_)}")
+        tables = [
+            m.predict(fold_features(features, j), model=model, bounded=False)
+            for j, m in enumerate(self.members_)
+        ]
+        out = pd.DataFrame({ID_COLUMN: features[ID_COLUMN].to_numpy()})
+        targets = [c for c in tables[0].columns if c != ID_COLUMN]
+        stacked = np.stack([_to_model_scale(targets, t[targets].to_numpy(float)) for t in tables])
+        mean = _from_model_scale(targets, stacked.mean(axis=0))
+        for j, target in enumerate(targets):
+            out[target] = bound_prediction(target, mean[:, j])[0] if bounded else mean[:, j]
+        return out
+
+    def predict_all(self, features: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """``predict`` for every fitted model kind: model name -> predictions table."""
+        return {kind: self.predict(features, model=kind) for kind in self.estimators_}

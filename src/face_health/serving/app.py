@@ -148,7 +148,9 @@ def create_app(
         ),
     ) -> dict[str, Any]:
         """Score one scan upload: every target with its unit, the condition probabilities,
-        the QC and the model's run id. A scan that fails QC is answered with 422."""
+        the out-of-distribution score (``ood``: 1.0 = the 99th percentile of the validation
+        subjects, flagged beyond), the QC and the model's run id. A scan that fails QC is
+        answered with 422."""
         if pending["n"] >= settings.max_pending:
             raise ApiError(503, "busy", "too many predictions in flight; retry in a moment")
         pending["n"] += 1
@@ -190,6 +192,9 @@ def create_app(
                 _remove_when_done(folder, job)
         request.state.score_seconds = record.get("seconds")
         request.state.qc_status = record.get("qc_status")
+        if "ood_score" in record:  # drift shows in the service's log, not only in answers
+            request.state.ood_score = round(float(record["ood_score"]), 3)
+            request.state.ood_flag = record["ood_flag"]
         body = json_record(record)
         body["request_id"] = request_id
         if record.get("qc_status") == "failed":

@@ -23,7 +23,7 @@ logger = logging.getLogger("face_health.serving")
 REQUEST_ID_HEADER = "X-Request-ID"
 #: ``request.state`` keys that the log line reports when an endpoint sets them.
 LOGGED_STATE = ("body_bytes", "scan_format", "container", "n_files", "unpacked_bytes",
-                "score_seconds", "qc_status")  # fmt: skip
+                "score_seconds", "qc_status", "ood_score", "ood_flag")  # fmt: skip
 
 
 def internal_error_response(request_id: str | None) -> JSONResponse:

@@ -27,17 +27,37 @@ class QualityControl(BaseModel):
     reason: str = ""
 
 
+class OutOfDistribution(BaseModel):
+    """How far the scan's features are from the training cohort (``modelling.ood``)."""
+
+    score: float | None = Field(
+        description="largest Mahalanobis distance / threshold over the feature spaces; 1.0 is "
+        "the 99th percentile of the validation subjects (null when not measured)"
+    )
+    flag: bool | None = Field(
+        description="true when the score is above 1 or a space could not be measured: the "
+        "predictions are extrapolations (the QC then says 'warning')"
+    )
+    spaces: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="Mahalanobis distance per feature space: global (embedding; global_f0, "
+        "global_f1, ... with a cross-fitted embedding) and local (facial-omics PCA)",
+    )
+
+
 def _prediction_model() -> type[BaseModel]:
     fields: dict[str, Any] = {"subject_id": (str, Field(description="as sent, or 'scan'"))}
     for target in schema.TARGETS:
         unit = target.unit if target.kind == "regression" else "probability"
         fields[target.name] = (TargetValue, Field(description=f"{target.description} ({unit})"))
+    fields["ood"] = (OutOfDistribution, ...)
     fields["qc"] = (QualityControl, ...)
     fields["model_run_id"] = (str | None, Field(description="MLflow run that trained the model"))
     fields["request_id"] = (str | None, Field(default=None, description="for support requests"))
     return create_model(  # type: ignore[call-overload,no-any-return]
         "Prediction",
-        __doc__="Every target of one scan with its unit, the QC, and the model's run id.",
+        __doc__="Every target of one scan with its unit, the out-of-distribution score, the "
+        "QC, and the model's run id.",
         __config__=ConfigDict(extra="allow"),
         **fields,
     )

@@ -63,6 +63,9 @@ class ScanScorer:
     health_models: Any
     options: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
+    #: ``modelling.ood.DistributionMonitor``: how far a scan's features are from the training
+    #: cohort. None in a model logged before it existed (``check_settings`` refuses those).
+    ood_monitor: Any = None
     _detector: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -134,7 +137,7 @@ class ScanScorer:
     ) -> tuple[pd.DataFrame, dict[str, float], dict[str, Any]]:
         """The pipeline's feature tables for one clean mesh: its ``global_features`` row,
         its ``region_radiomics`` row and the QC of each stage."""
-        from face_health.embedding.model import subject_embeddings
+        from face_health.embedding.cross_fit import embed_views
         from face_health.omics.local_features import subject_local_features
         from face_health.views.rendering import render_directional_views
 
@@ -142,7 +145,7 @@ class ScanScorer:
         qc: dict[str, Any] = dict(face.qc)
         views = render_directional_views(face.mesh, self.settings("views"))
         embedding = self.settings("embedding")
-        global_row = subject_embeddings(
+        global_row = embed_views(
             self.embedding_model,
             {subject_id: views},
             image_size=embedding.image_size,
@@ -213,8 +216,32 @@ class ScanScorer:
                         record["qc_reason"] = _join(
                             record["qc_reason"], stage_qc[f"{stage}_reason"]
                         )
+                ood = self.out_of_distribution(features)
+                reason = ood.pop("ood_reason", "")
+                record.update(ood)
+                if ood.get("ood_flag"):  # scored, but far from every face the model knows
+                    record["qc_status"] = (
+                        "warning" if record["qc_status"] == "ok" else record["qc_status"]
+                    )
+                    record["qc_reason"] = _join(record["qc_reason"], reason)
         record["seconds"] = round(time.perf_counter() - started, 2)
         return record
+
+    def out_of_distribution(self, features: pd.DataFrame) -> dict[str, Any]:
+        """The ``ood_monitor``'s verdict on one scan's features: ``ood_<space>`` distances,
+        ``ood_score`` (1.0 = at the 99th percentile of the validation subjects), ``ood_flag``
+        and ``ood_reason``; empty without a monitor (a scorer built by hand)."""
+        if self.ood_monitor is None:
+            return {}
+        row = self.ood_monitor.score(features).iloc[0]
+        out: dict[str, Any] = {
+            key: float(row[key])
+            for key in row.index
+            if str(key).startswith("ood_") and key not in ("ood_flag", "ood_reason")
+        }
+        out["ood_flag"] = bool(row["ood_flag"])
+        out["ood_reason"] = str(row["ood_reason"])
+        return out
 
 
 def _join(a: str, b: str) -> str:
@@ -224,13 +251,17 @@ def _join(a: str, b: str) -> str:
 def predictions_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Records of ``ScanScorer.score`` -> the ``predictions`` table: every target, its unit
     in the column name (``age_years``, ``bmi_kg_m2``; probabilities as ``anemia_probability``),
-    QC status and reason, and the model's run id."""
+    the out-of-distribution score and flag (``ood_score`` 1.0 = at the 99th percentile of the
+    validation subjects; empty for a failed scan), QC status and reason, and the model's run
+    id."""
     rows = []
     for record in records:
         row = {schema.ID_COLUMN: record[schema.ID_COLUMN]}
         for target in schema.TARGETS:
             value = record.get(target.name, math.nan)
             row[column_name(target.name)] = value
+        row["ood_score"] = math.nan if record.get("ood_score") is None else record["ood_score"]
+        row["ood_flag"] = record.get("ood_flag")
         for key in ("qc_status", "qc_reason", "model_run_id", "seconds"):
             row[key] = record.get(key)
         rows.append(row)
@@ -247,7 +278,9 @@ def column_name(target: str) -> str:
 
 def json_record(record: dict[str, Any]) -> dict[str, Any]:
     """One scan's predictions as JSON: keys named as in DESIGN.md (``age``, ``bmi``, ...,
-    ``anemia``) each with ``value`` and ``unit`` (``probability`` for binary targets)."""
+    ``anemia``) each with ``value`` and ``unit`` (``probability`` for binary targets); ``ood``:
+    the out-of-distribution ``score`` (distance / 99th validation percentile, largest over the
+    feature spaces), its ``flag`` (score > 1) and each space's Mahalanobis distance."""
     out: dict[str, Any] = {schema.ID_COLUMN: record[schema.ID_COLUMN]}
     for target in schema.TARGETS:
         value = record.get(target.name)
@@ -257,9 +290,26 @@ def json_record(record: dict[str, Any]) -> dict[str, Any]:
             "value": None if value is None else round(float(value), 4),
             "unit": unit,
         }
+    out["ood"] = {
+        "score": _json_number(record.get("ood_score")),
+        "flag": None if record.get("ood_flag") is None else bool(record["ood_flag"]),
+        "spaces": {
+            key[len("ood_") :]: _json_number(value)
+            for key, value in record.items()
+            if key.startswith("ood_") and key not in ("ood_score", "ood_flag", "ood_reason")
+        },
+    }
     out["qc"] = {"status": record.get("qc_status"), "reason": record.get("qc_reason") or ""}
     out["model_run_id"] = record.get("model_run_id")
     return out
+
+
+def _json_number(value: Any, digits: int = 4) -> float | None:
+    """``value`` rounded, or None when missing or not finite (JSON has no NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
 
 
 try:  # mlflow is a dependency; the class below is what a logged model unpickles into.
@@ -389,7 +439,9 @@ def load_scorer(model: str | None = None, tracking_uri: str | None = None) -> Sc
 def check_settings(scorer: ScanScorer, uri: str = "the model") -> ScanScorer:
     """``scorer`` once every per-scan section of its training run's parameters builds with
     this version's settings; otherwise a ``LookupError`` saying so (a model logged before a
-    setting was added is refused at load, not half-way through a scan)."""
+    setting was added is refused at load, not half-way through a scan). A model without an
+    out-of-distribution monitor (logged before every prediction carried an ``ood_score``) is
+    refused the same way."""
     from face_health.config import SettingsError
 
     try:
@@ -400,6 +452,11 @@ def check_settings(scorer: ScanScorer, uri: str = "the model") -> ScanScorer:
             f"{uri} was trained with settings this version of face_health cannot use ({exc}); "
             "retrain it with `kedro run --pipelines=training`"
         ) from exc
+    if getattr(scorer, "ood_monitor", None) is None:
+        raise LookupError(
+            f"{uri} has no out-of-distribution monitor (it was logged before predictions "
+            "carried an ood_score); retrain it with `kedro run --pipelines=training`"
+        )
     return scorer
 
 

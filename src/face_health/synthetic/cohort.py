@@ -47,7 +47,8 @@ from face_health.synthetic.phenotypes import simulate_phenotypes
 from face_health.synthetic.scanner import ScannerSettings, bake_lighting, capture
 from face_health.synthetic.texture import atlas, atlas_uv, draw_skin_traits, paint_albedo
 
-GENERATOR_VERSION = 3  # bump whenever the same seed would give other files
+# Bump whenever the same seed would give other files (4: the issue-13 recalibration).
+GENERATOR_VERSION = 4
 SCAN_FORMATS = ("obj", "ply")
 #: The columns of ``clinical.csv``, in order.
 CLINICAL_COLUMNS: tuple[str, ...] = (schema.ID_COLUMN, schema.SEX_COLUMN, *schema.TARGET_NAMES)

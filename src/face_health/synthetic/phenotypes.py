@@ -17,7 +17,8 @@ age                   5-year bins 20-79 weighted by population         [C20]
 height                N(171 M / 159.5 F - 0.11 (age-20), 6.2 / 5.6)    [RN20]
 bmi                   med(age, sex) * exp(0.145 z_bmi), smokers -2%    [WJ21], [RN20], [PX21]
 weight                bmi * height^2 (bmi recomputed after rounding)   identity
-waist                 85.5 M / 79 F + 2.3 (bmi-24) + 0.12 (age-45) + e [CC18], assumed slope
+waist                 85.5 M / 79 F + 2.3 (bmi-24) + 0.12 (age-45)     [CC18], assumed slope
+                      + 4.5 e_met + e (visceral fat)                   assumed
 smoking               probit, 50.5% M / 2.1% F, age hump in men        [GATS]
 pack_years            cig/day LN(15 M / 8 F) x years since ~20 y       [GATS]
 alcohol               probit, ~40% M / ~10% F, liability r 0.4 smoking [CKB], assumed
@@ -28,8 +29,8 @@ triglycerides         LN(1.3 M / 1.05 F), + z_bmi, e_met, alcohol      [CC15]
 hdl                   LN(1.2 M / 1.38 F), - z_bmi, e_met, smoking      [CC15]
 sbp, dbp              121/77 + age (steeper in F) + bmi + alcohol + e  [CHS18]
 alt                   LN(18 M / 12.5 F) x liver fat^0.45, alcohol, HBV [WS12], [HBV18]
-ggt                   LN(21 M / 13 F), + log1p(alcohol g), liver fat   [WS12], [PU06]
-uric_acid             LN(355 M / 262 F), + z_bmi, alcohol, menopause   [ZM22]
+ggt                   LN(21 M / 15 F), + log1p(alcohol g), liver fat   [WS12], [PU06]
+uric_acid             LN(350 M / 262 F), + z_bmi, alcohol, menopause   [ZM22]
 hemoglobin            N(151 M / 133.5 F, 9) + 3 smokers - ID - thal    [RN20], [NO90]
 hematocrit            100 * Hb / MCHC, MCHC ~ N(340, 10) g/L           standard indices
 rbc_volume (MCV)      N(90, 4) - ID - thal + age + alcohol + smoking   [SA00], [LK17]
@@ -54,7 +55,8 @@ TG >= 1.7 mmol/L in roughly a quarter, low HDL-C common; figures approximate.
 [WS12] Chinese reference intervals WS/T 404.1-2012 (ALT <= 50/40 U/L, GGT <= 60/45 U/L).
 [HBV18] Polaris Observatory Collaborators, Lancet Gastroenterol Hepatol 2018 (HBsAg China ~6%).
 [PU06] Puukka K et al., Am J Clin Nutr 2006 (additive effects of drinking and BMI on GGT).
-[ZM22] Zhang M et al., Front Immunol 2022;12:791983 (hyperuricaemia 14.0% in 2018-19).
+[ZM22] Zhang M et al., Front Immunol 2022;12:791983 (hyperuricaemia, SUA > 420 umol/L,
+14.0% in 2018-19: 24.4% of men, 3.6% of women).
 [NO90] Nordenberg D et al., JAMA 1990;264:1556 (smokers' Hb about 3 g/L higher).
 [SA00] Savage DG et al., Am J Med Sci 2000 (alcohol the commonest cause of macrocytosis).
 [LK17] Lai K et al., Sci Rep 2017;7:920 (thalassaemia carriers in mainland China).
@@ -88,6 +90,23 @@ METS_MIN_COMPONENTS = 3
 NAFLD_LIVER_FAT = 5.0
 #: ... and alcohol below the guideline's limits for "non-alcoholic": < 30 g/d men, < 20 women.
 NAFLD_ALCOHOL_G = {"M": 30.0, "F": 20.0}
+
+# --- Calibrated to the latent oracle (issue 13; see synthetic/effects.py) ---------------------
+#: Waist: independent residual (cm) and the part carried by insulin resistance e_met (cm per
+#: sd). Was 4.5 cm, all independent; the split is assumed (residual now ~5.4 cm; r(BMI,
+#: waist) 0.84 -> 0.80).
+WAIST_NOISE_CM, WAIST_PER_E_MET_CM = 3.0, 4.5
+#: GGT of a lean non-drinking non-smoker (U/L) and its log-scale noise. Women 13 -> 15 and
+#: noise 0.36 -> 0.40: the reference limits [WS12] (10-60 men, 7-45 women) put the women's
+#: median at ~0.72 of the men's (15/21 = 0.71) and a reference subject's log sd at ~0.46.
+GGT_MEDIAN, GGT_NOISE_SD = {"M": 21.0, "F": 15.0}, 0.40
+#: Uric acid medians (umol/L) and log-scale noise. Was 355 / 262 and 0.185; now SUA > 420
+#: holds in ~24% of men and ~3% of women, as [ZM22] measured (24.4% / 3.6% at > 420 for both
+#: sexes in 2018-19).
+UA_MEDIAN, UA_NOISE_SD = {"M": 350.0, "F": 262.0}, 0.22
+#: ALT log-scale noise, 0.33 -> 0.36: with the liver-fat term a reference subject's log sd is
+#: ~0.44, what the reference limits [WS12] (9-50 U/L men, 7-40 women) imply.
+ALT_NOISE_SD = 0.36
 
 #: The six conditions, in the schema's order.
 CONDITION_COLUMNS: tuple[str, ...] = CONDITIONS
@@ -197,12 +216,16 @@ def simulate_phenotypes(
         np.where(male, 85.5, 79.0)
         + np.where(male, 2.4, 2.2) * (bmi - 24.0)
         + 0.12 * (age - 45)
-        + rng.normal(0, 4.5, n)
+        + rng.normal(0, WAIST_NOISE_CM, n)
     )
 
     # Insulin resistance not explained by adiposity (genes, fitness, diet): shared by the
     # liver, lipid, glucose and BP equations, so the MetS components cluster as they do.
     e_met = rng.standard_normal(n)
+    # Visceral fat at a given BMI is the commonest reason for insulin resistance beyond
+    # adiposity, so part of the waist left over after BMI and age is e_met (assumed split of
+    # the ~5 cm residual: WAIST_PER_E_MET_CM from e_met, WAIST_NOISE_CM independent).
+    waist = waist + WAIST_PER_E_MET_CM * e_met
     log_lf = (
         np.log(2.9)
         + 0.15 * male
@@ -277,26 +300,26 @@ def simulate_phenotypes(
         + 0.002 * alc_c
         - 0.04 * a
         + hbv
-        + rng.normal(0, 0.33, n)
+        + rng.normal(0, ALT_NOISE_SD, n)
     )
     ggt = np.exp(
-        np.log(np.where(male, 21.0, 13.0))
+        np.log(np.where(male, GGT_MEDIAN["M"], GGT_MEDIAN["F"]))
         + 0.18 * np.log1p(alc_g)
         + 0.30 * lf_dev
         + 0.08 * smoking
         + np.where(male, 0.0, 0.08) * a
         + 0.6 * hbv
-        + rng.normal(0, 0.36, n)
+        + rng.normal(0, GGT_NOISE_SD, n)
     )
     # Uric acid: sex gap, adiposity, alcohol; women's rises after menopause (~50 y) [ZM22].
     meno = expit((age - 50.0) / 3.0) * ~male
     uric_acid = np.exp(
-        np.log(np.where(male, 355.0, 262.0))
+        np.log(np.where(male, UA_MEDIAN["M"], UA_MEDIAN["F"]))
         + 0.065 * z_bmi
         + 0.04 * e_met
         + 0.0015 * alc_c
         + 0.08 * meno
-        + rng.normal(0, 0.185, n)
+        + rng.normal(0, UA_NOISE_SD, n)
     )
 
     # Red cells. Iron deficiency: ~11% of menstruating women, few men/older women (assumed,

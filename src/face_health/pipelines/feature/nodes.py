@@ -55,20 +55,21 @@ def _check_training_only(seen: Iterable[str], splits: pd.DataFrame, what: str) -
         )
 
 
-def train_embedding_model(
-    face_views: dict[str, Callable],
+def _fit_network(
+    views: dict[str, dict[str, Callable]],
     clinical: pd.DataFrame,
     splits: pd.DataFrame,
-    embedding: dict[str, Any],
-) -> tuple[Any, dict[str, float]]:
-    """Fit the multi-task ResNet-50 on the training split's views (early stopping on the
-    validation split); per-epoch metrics go to the MLflow run."""
+    settings: EmbeddingSettings,
+    prefix: str,
+    prefix_params: bool = False,
+) -> tuple[Any, dict[str, float], list[str]]:
+    """One multi-task ResNet-50 on ``splits``' training subjects (early stopping on its
+    validation subjects); its metrics and the subjects its target scaler was fitted on."""
     from face_health.embedding.model import ViewDataModule, fit_embedding_model
 
-    settings = EmbeddingSettings.from_parameters(embedding)
     names = list(schema.TARGET_NAMES)
     data = ViewDataModule(
-        _views_by_subject(face_views),
+        views,
         clinical[[schema.ID_COLUMN, *names]],
         splits,
         target_names=names,
@@ -88,22 +89,82 @@ def train_embedding_model(
             **settings.module,
         },
         trainer_options=settings.trainer,
-        logger=lightning_logger("embedding"),
+        logger=lightning_logger(prefix, prefix_params=prefix_params),
         patience=settings.patience,
         seed=settings.seed,
     )
-    metrics["scaler_fitted_on"] = len(data.scaler.fitted_on)
-    return module, metrics
+    return module, metrics, list(data.scaler.fitted_on)
+
+
+def train_embedding_model(
+    face_views: dict[str, Callable],
+    clinical: pd.DataFrame,
+    splits: pd.DataFrame,
+    embedding: dict[str, Any],
+) -> tuple[Any, dict[str, float]]:
+    """Fit the multi-task ResNet-50 on the training split's views (early stopping on the
+    validation split); per-epoch metrics go to the MLflow run.
+
+    With ``embedding.cross_fit_folds: k`` (k >= 2), ``k`` networks instead, network ``j``
+    blind to fold ``j`` of the training subjects (``embedding.cross_fit``): a
+    ``CrossFittedEmbedding``, whose embeddings of each training subject are out-of-sample."""
+    settings = EmbeddingSettings.from_parameters(embedding)
+    views = _views_by_subject(face_views)
+    if settings.cross_fit_folds < 2:
+        module, metrics, scaled_on = _fit_network(views, clinical, splits, settings, "embedding")
+        return module, {**metrics, "scaler_fitted_on": len(scaled_on)}
+
+    from face_health.embedding.cross_fit import CrossFittedEmbedding, assign_folds, fold_splits
+
+    k = settings.cross_fit_folds
+    folds = assign_folds(subjects_in(splits, "train"), k, seed=settings.seed)
+    members, metrics, scaled_on = [], {}, set()
+    for j in range(k):
+        logger.info(
+            "cross-fitting: network %d of %d, blind to %d training subjects",
+            j + 1,
+            k,
+            sum(f == j for f in folds.values()),
+        )
+        module, fold_metrics, fitted_on = _fit_network(
+            views,
+            clinical,
+            fold_splits(splits, folds, j),
+            settings,
+            f"embedding_f{j}",
+            prefix_params=True,
+        )
+        if set(fitted_on) & {s for s, f in folds.items() if f == j}:  # explicit, not assert
+            raise LeakageError(f"network {j} of the cross-fit saw its own held-out fold")
+        members.append(module)
+        scaled_on |= set(fitted_on)
+        metrics.update({f"f{j}_{name}": value for name, value in fold_metrics.items()})
+    metrics["best_val_loss"] = float(np.mean([metrics[f"f{j}_best_val_loss"] for j in range(k)]))
+    metrics["train_seconds"] = float(sum(metrics[f"f{j}_train_seconds"] for j in range(k)))
+    metrics["cross_fit_folds"] = k
+    metrics["scaler_fitted_on"] = len(scaled_on)
+    return CrossFittedEmbedding(members, folds), metrics
+
+
+def embedding_folds(embedding_model: Any) -> pd.DataFrame:
+    """Each training subject's cross-fitting fold (``subject_id``, ``fold``); no rows when
+    the embedding is a single network (``embedding.cross_fit_folds`` < 2)."""
+    folds = getattr(embedding_model, "folds", None) or {}
+    return pd.DataFrame(
+        {schema.ID_COLUMN: list(folds), "fold": [int(j) for j in folds.values()]},
+        columns=[schema.ID_COLUMN, "fold"],
+    ).astype({schema.ID_COLUMN: str, "fold": int})
 
 
 def embed_subjects(
     embedding_model: Any, face_views: dict[str, Callable], embedding: dict[str, Any]
 ) -> pd.DataFrame:
-    """One embedding per subject (every split): the mean (or concatenation) of its views'."""
-    from face_health.embedding.model import subject_embeddings
+    """One embedding per subject (every split): the mean (or concatenation) of its views';
+    one block of columns per network when cross-fitted (``emb_f{j}_*``)."""
+    from face_health.embedding.cross_fit import embed_views
 
     settings = EmbeddingSettings.from_parameters(embedding)
-    return subject_embeddings(
+    return embed_views(
         embedding_model,
         _views_by_subject(face_views),
         image_size=settings.image_size,

@@ -22,6 +22,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "global_features",
                 name="extract_global_features",
             ),
+            Node(
+                nodes.embedding_folds,
+                "embedding_model",
+                "embedding_folds",
+                name="record_cross_fitting_folds",
+            ),
         ],
     )
     local_features = stage(

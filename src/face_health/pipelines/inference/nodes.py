@@ -60,4 +60,14 @@ def score_new_scans(
         }
         for sid, reason in rejected.items()
     ]
-    return predictions_table(records)
+    table = predictions_table(records)
+    flagged = table["ood_flag"].eq(True)
+    if flagged.any():
+        logger.warning(
+            "%d of %d scans are out of distribution (ood_flag; ood_score up to %.2f): their "
+            "features lie beyond the training cohort's validation subjects",
+            int(flagged.sum()),
+            len(table),
+            float(table.loc[flagged, "ood_score"].max()),
+        )
+    return table

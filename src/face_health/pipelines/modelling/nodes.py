@@ -18,10 +18,12 @@ from face_health.evaluation.metrics import (
     condition_plots,
     evaluate,
     model_card,
+    paired_differences,
     summary_figure,
 )
 from face_health.ingest.splits import assert_disjoint, subjects_in
-from face_health.modelling.models import HealthModels
+from face_health.modelling.models import CrossFittedHealthModels, HealthModels
+from face_health.modelling.ood import DistributionMonitor, score_distributions
 from face_health.parallel import torch_threads
 from face_health.serving.scorer import ScanScorer, log_scorer
 
@@ -38,31 +40,51 @@ def assemble_model_input(
 
 
 def _health_models(
-    modelling: dict[str, Any], inputs: str | None = None, kinds=None
-) -> HealthModels:
+    modelling: dict[str, Any],
+    inputs: str | None = None,
+    kinds=None,
+    folds: dict[str, int] | None = None,
+    in_sample: bool = False,
+) -> HealthModels | CrossFittedHealthModels:
+    """The configured models; cross-fitted (one member per embedding network) when the
+    embedding is (``folds``) and the inputs use it."""
     settings = ModellingSettings.from_parameters(modelling)
-    return HealthModels(
-        per=settings.per,
-        inputs=inputs or settings.inputs,
-        kinds=tuple(kinds or settings.kinds),
-        mlp_params=dataclasses.asdict(settings.mlp),
-        seed=settings.seed,
-    )
+    options = {
+        "per": settings.per,
+        "inputs": inputs or settings.inputs,
+        "kinds": tuple(kinds or settings.kinds),
+        "mlp_params": dataclasses.asdict(settings.mlp),
+        "seed": settings.seed,
+    }
+    if folds and options["inputs"] in ("global", "both"):
+        return CrossFittedHealthModels(folds=folds, in_sample=in_sample, **options)
+    if in_sample:
+        raise ValueError("in_sample applies to cross-fitted models only")
+    return HealthModels(**options)
+
+
+def _folds(embedding_folds: pd.DataFrame) -> dict[str, int] | None:
+    if embedding_folds is None or embedding_folds.empty:
+        return None
+    ids = embedding_folds[schema.ID_COLUMN].astype(str)
+    return dict(zip(ids, embedding_folds["fold"].astype(int), strict=True))
 
 
 def train_health_models(
     model_input: pd.DataFrame,
     clinical: pd.DataFrame,
     splits: pd.DataFrame,
+    embedding_folds: pd.DataFrame,
     modelling: dict[str, Any],
-) -> HealthModels:
+) -> HealthModels | CrossFittedHealthModels:
     """The MLPs and their baselines, fitted on the training split, early-stopped on validation."""
     try:
         assert_disjoint(splits)  # raises AssertionError explicitly (not an assert statement)
     except AssertionError as exc:
         raise LeakageError(f"the splits table is not a partition of the subjects: {exc}") from exc
     with torch_threads(ModellingSettings.from_parameters(modelling).torch_threads):
-        models = _health_models(modelling).fit(model_input, clinical, splits)
+        models = _health_models(modelling, folds=_folds(embedding_folds))
+        models.fit(model_input, clinical, splits)
     leaked = set(models.fitted_on_) - set(subjects_in(splits, "train"))
     if leaked:  # an explicit check, not an assert: it holds under python -O too
         split_of = splits.groupby(splits[schema.ID_COLUMN].astype(str))["split"].agg(set)
@@ -110,27 +132,36 @@ def ablation(
     model_input: pd.DataFrame,
     clinical: pd.DataFrame,
     splits: pd.DataFrame,
+    embedding_folds: pd.DataFrame,
     modelling: dict[str, Any],
-) -> pd.DataFrame:
-    """The MLP on global, local and both feature families, evaluated on the test split."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The MLP on global, local and both feature families, evaluated on the test split;
+    with a cross-fitted embedding also ``mlp_both_in_sample``: the same networks with each
+    member fitted on the subjects its network trained on (what cross-fitting removes).
+
+    Returns the metrics of every variant and the paired bootstrap differences (same subject
+    resamples) of each variant against ``mlp_both``, the method's."""
+    settings = ModellingSettings.from_parameters(modelling)
+    folds = _folds(embedding_folds)
     test_ids = subjects_in(splits, "test")
     test_input = model_input[model_input[schema.ID_COLUMN].isin(test_ids)]
-    tables = []
-    for inputs in ("global", "local", "both"):
-        models = _health_models(modelling, inputs=inputs, kinds=("mlp",))
-        with torch_threads(ModellingSettings.from_parameters(modelling).torch_threads):
-            models.fit(model_input, clinical, splits)
-        predictions = {f"mlp_{inputs}": models.predict(test_input, model="mlp")}
-        tables.append(
-            evaluate(
-                predictions,
-                clinical,
-                test_ids=test_ids,
-                n_boot=ModellingSettings.from_parameters(modelling).n_bootstrap,
-                seed=ModellingSettings.from_parameters(modelling).seed,
-            )
+    variants = [(inputs, False) for inputs in ("global", "local", "both")]
+    if folds:
+        variants.append(("both", True))
+    predictions = {}
+    for inputs, in_sample in variants:
+        models = _health_models(
+            modelling, inputs=inputs, kinds=("mlp",), folds=folds, in_sample=in_sample
         )
-    return pd.concat(tables, ignore_index=True)
+        with torch_threads(settings.torch_threads):
+            models.fit(model_input, clinical, splits)
+        name = f"mlp_{inputs}" + ("_in_sample" if in_sample else "")
+        predictions[name] = models.predict(test_input, model="mlp")
+    boot = {"n_boot": settings.n_bootstrap, "seed": settings.seed}
+    metrics = evaluate(predictions, clinical, test_ids=test_ids, **boot)
+    pairs = [("mlp_both", name) for name in predictions if name != "mlp_both"]
+    differences = paired_differences(predictions, clinical, test_ids=test_ids, pairs=pairs, **boot)
+    return metrics, differences
 
 
 def report_figures(
@@ -178,12 +209,14 @@ def log_inference_model(
     facial_omics_model: Any,
     health_models: HealthModels,
     parameters: dict[str, Any],
+    ood_monitor: DistributionMonitor,
 ) -> dict[str, str]:
     """Log the whole trained method as one MLflow pyfunc model that scores a raw scan, and
     register it (``models:/face_health@newest``).
 
     The template mesh stays out of the model: it is one training subject's face (the medoid),
-    and the scorer needs only the template's landmarks and region centroids."""
+    and the scorer needs only the template's landmarks and region centroids. The
+    out-of-distribution monitor goes with it: every prediction carries an ``ood_score``."""
     scorer = ScanScorer(
         landmark_checkpoint=landmark_model,
         template_landmarks=template_landmarks,
@@ -192,7 +225,79 @@ def log_inference_model(
         facial_omics=facial_omics_model,
         health_models=health_models,
         options=parameters,
+        ood_monitor=ood_monitor,
     )
     uri = log_scorer(scorer, register=True, alias="newest")
     logger.info("logged the inference model at %s", uri)
     return {"model_uri": uri, "run_id": scorer.run_id}
+
+
+def fit_ood_monitor(
+    model_input: pd.DataFrame,
+    splits: pd.DataFrame,
+    embedding_model: Any,
+    modelling: dict[str, Any],
+) -> tuple[DistributionMonitor, plt.Figure, dict[str, Any]]:
+    """The out-of-distribution monitor (``modelling.ood``): Mahalanobis distances in the
+    embedding and local-feature spaces, fitted on the training subjects, the threshold of
+    each the ``ood_percentile`` of the validation subjects' distances. With a cross-fitted
+    embedding (its ``folds``) space ``global_f{j}`` is fitted on fold ``j``'s training
+    subjects, whose embeddings network ``j`` never trained on. Also: the training and
+    validation scores against the threshold (a figure) and the thresholds for MLflow."""
+    settings = ModellingSettings.from_parameters(modelling)
+    folds = getattr(embedding_model, "folds", None)
+    monitor = DistributionMonitor(percentile=settings.ood_percentile).fit(
+        model_input, splits, folds=folds
+    )
+    summary = monitor.summary()
+    for name, space in summary["spaces"].items():
+        logger.info(
+            "ood monitor, space %s: %d features, %d training and %d validation subjects, "
+            "shrinkage %.3f, threshold %.3g (%s)",
+            name,
+            space["n_features"],
+            space["n_train"],
+            space["n_validation"],
+            space["shrinkage"],
+            space["threshold"],
+            summary["threshold_source"],
+        )
+    metrics = {
+        f"{name}.{key}": {"value": float(space[key]), "step": 0}
+        for name, space in summary["spaces"].items()
+        for key in ("threshold", "shrinkage", "n_train", "n_validation")
+    }
+    return monitor, ood_figure(monitor), metrics
+
+
+def ood_figure(monitor: DistributionMonitor) -> plt.Figure:
+    """Histograms of the training and validation subjects' OOD scores (overall and per
+    space, as distance / threshold) with the threshold at 1."""
+    scores = score_distributions(monitor)
+    panels = [("ood_score (largest over spaces)", scores)] + [
+        (
+            f"{name} ({len(monitor.spaces_[name])} features)",
+            {
+                "training": monitor.training_distances_[name] / monitor.threshold_[name],
+                "validation": monitor.validation_distances_[name] / monitor.threshold_[name],
+            },
+        )
+        for name in monitor.spaces_
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (title, series) in zip(axes[0], panels, strict=True):
+        values = [v.to_numpy(float) for v in series.values()]
+        finite = np.concatenate([v[np.isfinite(v)] for v in values] + [np.array([1.0])])
+        bins = np.linspace(0.0, max(float(finite.max()) * 1.05, 1.2), 30)
+        for (label, v), colour in zip(series.items(), ("tab:grey", "tab:blue"), strict=True):
+            ax.hist(
+                v[np.isfinite(v)], bins=bins, alpha=0.6, color=colour, label=f"{label} (n={len(v)})"
+            )
+        ax.axvline(1.0, color="tab:red", linestyle="--", label=f"{monitor.percentile:g}th pct")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(f"distance / threshold ({monitor.threshold_source_})")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("subjects")
+    fig.suptitle("Out-of-distribution scores: 1 = the threshold; training is in-sample")
+    fig.tight_layout()
+    return fig

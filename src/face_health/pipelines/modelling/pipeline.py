@@ -18,9 +18,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.train_health_models,
-                ["model_input", "clinical", "splits", "params:modelling"],
+                ["model_input", "clinical", "splits", "embedding_folds", "params:modelling"],
                 "health_models",
                 name="train_mlps_and_baselines",
+            ),
+            Node(
+                nodes.fit_ood_monitor,
+                ["model_input", "splits", "embedding_model", "params:modelling"],
+                ["ood_monitor", "ood_plot", "ood_metrics_mlflow"],
+                name="fit_ood_monitor",
             ),
         ],
     )
@@ -35,8 +41,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.ablation,
-                ["model_input", "clinical", "splits", "params:modelling"],
-                "ablation_metrics",
+                ["model_input", "clinical", "splits", "embedding_folds", "params:modelling"],
+                ["ablation_metrics", "ablation_differences"],
                 name="ablation_global_local_both",
             ),
         ],
@@ -71,6 +77,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "facial_omics_model",
                     "health_models",
                     "parameters",
+                    "ood_monitor",
                 ],
                 "inference_model_info",
                 name="log_inference_model",

@@ -1,0 +1,211 @@
+"""Out-of-distribution flags of a trained model: real scans vs held-out simulated subjects.
+
+Scores with the logged model (``ScanScorer``; its ``ood_monitor`` fitted on the training
+subjects, thresholds at the 99th percentile of the validation subjects) (a) the real scans in
+``../shared/real_scans`` (each subject's one mesh file; skipped when the folder is absent)
+and (b) ``--n`` new simulated subjects of a seed no cohort uses (31337; simulated into a
+temporary folder with the settings of the model's training cohort). A model trained on the
+synthetic cohort should flag the real scans and flag about 1-3 % of the simulated ones (two
+feature spaces, each at its 99th percentile). Prints the rates and score distributions and
+writes them to ``benchmarks/results/ood.json``. Usage (in the project, after training)::
+
+    .venv/bin/python benchmarks/ood_bench.py --model face_health@newest --n 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+import numpy as np  # noqa: E402
+
+from face_health.ingest.scan import group_scan_files  # noqa: E402
+from face_health.quiet import silence_known_library_noise  # noqa: E402
+from face_health.serving.scorer import load_scorer  # noqa: E402
+from face_health.synthetic import CohortSettings, ensure_cohort  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_SCANS = ROOT.parent / "shared" / "real_scans"
+SEED = 31337  # no cohort of the project uses it (default 20261126, tiny 7, landmarks 1, ...)
+
+
+def real_scan_files(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """``subject -> mesh file`` of a folder of scans (one subject per file or subfolder, as
+    the inference pipeline reads them), and the entries that hold no scan, with why."""
+    listing = [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*")) if p.is_file()]
+    scans, rejected = group_scan_files(listing)
+    return {s: folder / rel for s, rel in scans.items()}, rejected
+
+
+def score_all(scorer: Any, scans: dict[str, Path], group: str) -> list[dict[str, Any]]:
+    rows = []
+    for subject, path in scans.items():
+        started = time.perf_counter()
+        record = scorer.score(path, subject)
+        row = {
+            "subject_id": subject,
+            "file": path.name,
+            "qc_status": record["qc_status"],
+            "qc_reason": record["qc_reason"],
+            "ood_score": record.get("ood_score"),
+            "ood_flag": record.get("ood_flag"),
+            **{
+                k: v
+                for k, v in record.items()
+                if k.startswith("ood_") and k not in ("ood_score", "ood_flag")
+            },
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        rows.append(row)
+        score = row["ood_score"]
+        shown = "not scored" if score is None else f"ood_score {score:6.2f} flag {row['ood_flag']}"
+        print(f"  [{group}] {subject:<20} {shown:<32} qc {row['qc_status']}", flush=True)
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Flag rate over the scored scans, and the scores' distribution."""
+    scored = [r for r in rows if r["ood_score"] is not None and r["ood_flag"] is not None]
+    scores = np.array([r["ood_score"] for r in scored], dtype=float)
+    finite = scores[np.isfinite(scores)]
+    out: dict[str, Any] = {
+        "n": len(rows),
+        "n_scored": len(scored),
+        "n_failed_qc": sum(r["qc_status"] == "failed" for r in rows),
+        "n_flagged": sum(bool(r["ood_flag"]) for r in scored),
+        "flag_rate": (sum(bool(r["ood_flag"]) for r in scored) / len(scored)) if scored else None,
+    }
+    if len(finite):
+        out["ood_score"] = {
+            "min": float(finite.min()),
+            "median": float(np.median(finite)),
+            "p90": float(np.percentile(finite, 90)),
+            "max": float(finite.max()),
+        }
+    return out
+
+
+def _cohort_settings(scorer: Any) -> CohortSettings:
+    """The synthetic settings of the model's training cohort (the defaults when absent)."""
+    synthetic = (scorer.options.get("cohort") or {}).get("synthetic") or {}
+    return CohortSettings.from_dict(synthetic.get("settings"))
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="a run id, face_health@newest, models:/ or runs:/ URI, or a model folder",
+    )
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--scans", type=Path, default=REAL_SCANS, help="folder of real scans")
+    parser.add_argument("--n", type=int, default=20, help="held-out simulated subjects")
+    parser.add_argument("--seed", type=int, default=SEED, help="seed of the simulated subjects")
+    parser.add_argument("--jobs", type=int, default=2, help="simulation processes")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ood.json")
+    args = parser.parse_args()
+    silence_known_library_noise()
+
+    try:
+        scorer = load_scorer(args.model, args.tracking_uri)
+    except LookupError as exc:
+        sys.exit(f"error: {exc}")
+    monitor = scorer.ood_monitor
+    summary = monitor.summary()
+    print(
+        f"model {args.model} (run {scorer.run_id}); thresholds from {summary['threshold_source']}"
+    )
+    for name, space in summary["spaces"].items():
+        print(
+            f"  space {name:<10} {space['n_features']:4d} features, {space['n_train']} training / "
+            f"{space['n_validation']} validation subjects, shrinkage {space['shrinkage']:.3f}, "
+            f"threshold {space['threshold']:.3g}"
+        )
+
+    n_validation = min(space["n_validation"] for space in summary["spaces"].values())
+    caveat = None
+    if n_validation < 20:
+        caveat = (
+            f"the thresholds rest on {n_validation} validation subject(s): the 99th percentile "
+            "cannot be estimated, so the flag rates say little (the default cohort has ~45)"
+        )
+        print(f"  note: {caveat}")
+    results: dict[str, Any] = {
+        "model": args.model,
+        "run_id": scorer.run_id,
+        "monitor": summary,
+        "caveat": caveat,
+        "simulated_seed": args.seed,
+    }
+    if args.scans.is_dir():
+        print(f"real scans in {args.scans}:")
+        scans, rejected = real_scan_files(args.scans)
+        real = score_all(scorer, scans, "real")
+        results["real"] = {**summarise(real), "scans": real, "not_scans": rejected}
+    else:
+        print(f"real scans: {args.scans} absent, skipped")
+        results["real"] = {"skipped": f"{args.scans} absent"}
+
+    with tempfile.TemporaryDirectory(prefix="ood_bench_") as tmp:
+        folder = Path(tmp) / "heldout"
+        print(f"simulating {args.n} held-out subjects (seed {args.seed}) ...", flush=True)
+        ensure_cohort(
+            folder,
+            n=args.n,
+            seed=args.seed,
+            settings=_cohort_settings(scorer),
+            n_jobs=args.jobs,
+            progress=False,
+        )
+        scans, _ = real_scan_files(folder / "scans")
+        simulated = score_all(scorer, scans, "simulated")
+    results["simulated"] = {**summarise(simulated), "scans": simulated}
+
+    print("\nsummary")
+    for group in ("real", "simulated"):
+        s = results[group]
+        if "skipped" in s:
+            print(f"  {group:<10} skipped ({s['skipped']})")
+            continue
+        rate = "n/a" if s["flag_rate"] is None else f"{s['flag_rate']:.0%}"
+        dist = s.get("ood_score")
+        shown = (
+            ""
+            if dist is None
+            else f"; ood_score min {dist['min']:.2f}, median {dist['median']:.2f}, "
+            f"max {dist['max']:.2f}"
+        )
+        print(
+            f"  {group:<10} flagged {s['n_flagged']}/{s['n_scored']} scored ({rate}), "
+            f"{s['n_failed_qc']} failed QC{shown}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(_clean(results), indent=2, default=str) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
