@@ -31,11 +31,11 @@ its interval.
 Writes ``benchmarks/results/oracle_ceilings.csv`` (target, metric, model, ceiling, value,
 low, high, n_train, n_resamples, n_test, seed) and prints the markdown tables. The old
 per-split oracle (the same models on one cohort's ``truth/latents.csv``, its own 210/45/45
-split; at n = 45 test subjects mostly noise) is kept as an option for ``results_table.py``,
-which reads its file:
+split; at n = 45 test subjects mostly noise, not a ceiling) is kept as an option, for
+comparison only (no README table uses it any more)::
 
     .venv/bin/python benchmarks/oracle_bench.py --split-cohort data/01_raw/synthetic_cohort \
-        --split-out benchmarks/results/oracle_metrics.csv
+        --split-out /tmp/oracle_metrics.csv
 """
 
 from __future__ import annotations

@@ -19,10 +19,14 @@ import sys
 from pathlib import Path
 
 from face_health.evaluation.report import (
+    DEV_END,
+    DEV_FILES,
+    DEV_START,
     RESULT_FILES,
     SUMMARY_FILE,
     block_from_files,
     current_block,
+    development_from_files,
     replace_block,
 )
 
@@ -41,10 +45,33 @@ def copy_results(source: Path, results: Path) -> list[Path]:
     return [Path(shutil.copy2(source / name, results / name)) for name in names]
 
 
+def newest_version(path: Path) -> Path:
+    """A plain file, or the newest version of a versioned Kedro dataset (``name.csv/<v>/``)."""
+    if path.is_file():
+        return path
+    versions = sorted(path.glob(f"*/{path.name}")) if path.is_dir() else []
+    if not versions:
+        raise SystemExit(f"no {path.name} under {path.parent}: run the training pipeline first")
+    return versions[-1]
+
+
+def copy_development(source: Path, results: Path) -> list[Path]:
+    """Copy the newest test and ablation tables of a training run into ``results`` (none,
+    with a note, when the reporting folder holds no training run's tables)."""
+    if not all((source / name).exists() for name in DEV_FILES):
+        print(f"note: {source} holds no training run's {', '.join(DEV_FILES)}; kept as they are")
+        return []
+    results.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(newest_version(source / n), results / n)) for n in DEV_FILES]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", type=Path, help="copy a run's tables from here")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/final_test")
+    parser.add_argument(
+        "--development", type=Path, default=ROOT / "benchmarks/results/development"
+    )
     parser.add_argument(
         "--ceilings", type=Path, default=ROOT / "benchmarks/results/oracle_ceilings.csv"
     )
@@ -52,17 +79,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
     args = parser.parse_args(argv)
     if args.source is not None:
-        for path in copy_results(args.source, args.results):
+        copied = copy_results(args.source, args.results)
+        copied += copy_development(args.source, args.development)
+        for path in copied:
             print(f"copied {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     block = block_from_files(args.results, args.ceilings)
+    development = development_from_files(args.development)
     readme = args.readme.read_text()
     if args.check:
-        if current_block(readme) != block:
+        stale = current_block(readme) != block
+        if DEV_START in readme:
+            stale |= current_block(readme, DEV_START, DEV_END) != development
+        if stale:
             print(f"{args.readme} is out of date: run scripts/update_readme_results.py")
             return 1
         print(f"{args.readme} is up to date")
         return 0
     updated = replace_block(readme, block)
+    if DEV_START in updated:
+        updated = replace_block(updated, development, DEV_START, DEV_END)
     if updated != readme:
         args.readme.write_text(updated)
         print(f"rewrote the final-test results in {args.readme}")

@@ -231,3 +231,53 @@ def test_targets_whose_metric_is_undefined_are_named_not_counted(tables) -> None
         "- **Not compared** (the metric is undefined on this cohort, e.g. one class only): anemia."
     )
     assert "on 3 headline metrics" not in lines[0] and " of 3 headline metrics" in lines[0]
+
+
+def test_the_development_block_shows_every_variant_and_claims_only_what_pairs_support(
+    tables,
+) -> None:
+    """The ablation's block: a row per target with the method's models and the variants,
+    the paired differences against the method, and claims only where an interval
+    excludes 0."""
+    from face_health.evaluation.report import development_block
+
+    metrics, differences = tables
+    ablation = metrics[metrics["model"] != "mean"].replace(
+        {"model": {"mlp": "mlp_both", "linear": "mlp_both_in_sample"}}
+    )
+    ablation_differences = differences[
+        (differences["model_a"] == "mlp") & (differences["model_b"] == "linear")
+    ].replace(
+        {
+            "model_a": {"mlp": "mlp_both"},
+            "model_b": {"linear": "mlp_both_in_sample"},
+            "better": {"mlp": "mlp_both", "linear": "mlp_both_in_sample"},
+        }
+    )
+    block = development_block(metrics, ablation, ablation_differences)
+    header = next(line for line in block.splitlines() if line.startswith("| target"))
+    assert "MLP, both, in-sample embeddings [95% CI]" in header
+    assert "ceiling" not in header and "MLP, both [95% CI]" not in header  # = the method's MLP
+    assert "MLP, both − MLP, both, in-sample embeddings" in block
+    sure = ablation_differences[ablation_differences["excludes_zero"].astype(bool)]
+    claim = next(line for line in block.splitlines() if line.startswith("- **"))
+    assert f"excludes 0 on {int((sure['better'] == 'mlp_both_in_sample').sum())} of" in claim
+    assert development_block(None, None, None).count("Not yet produced") == 1
+
+
+def test_the_readme_development_block_is_what_the_committed_results_give() -> None:
+    from face_health.evaluation.report import (
+        DEV_END,
+        DEV_FILES,
+        DEV_START,
+        development_from_files,
+    )
+
+    readme = (ROOT / "README.md").read_text()
+    folder = ROOT / "benchmarks" / "results" / "development"
+    expected = development_from_files(folder)
+    if not all((folder / name).is_file() for name in DEV_FILES):
+        assert "Not yet produced" in expected
+    assert current_block(readme, DEV_START, DEV_END) == expected, (
+        "README.md's development block is stale: run scripts/update_readme_results.py"
+    )

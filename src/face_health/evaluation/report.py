@@ -32,10 +32,32 @@ END = "<!-- final-test-results:end -->"
 RESULT_FILES = ("final_test_metrics.csv", "final_test_differences.csv")
 SUMMARY_FILE = "final_test_summary.json"
 
+#: The development block: the default cohort's own test split (45 subjects; development
+#: runs looked at it, so never the headline) with the ablation and its paired differences.
+DEV_START = "<!-- development-results:start -->"
+DEV_END = "<!-- development-results:end -->"
+DEV_FILES = ("test_metrics.csv", "ablation_metrics.csv", "ablation_differences.csv")
+
 #: How models are named in the tables and in the prose.
-MODEL_NAMES = {"mlp": "MLP", "linear": "ridge / logistic", "mean": "mean / prevalence"}
+MODEL_NAMES = {
+    "mlp": "MLP",
+    "linear": "ridge / logistic",
+    "mean": "mean / prevalence",
+    "mlp_both": "MLP, both",
+    "mlp_global": "MLP, global only",
+    "mlp_local": "MLP, local only",
+    "mlp_both_in_sample": "MLP, both, in-sample embeddings",
+}
 #: Short names for sentences.
-SHORT_NAMES = {"mlp": "the MLP", "linear": "ridge / logistic", "mean": "the mean baseline"}
+SHORT_NAMES = {
+    "mlp": "the MLP",
+    "linear": "ridge / logistic",
+    "mean": "the mean baseline",
+    "mlp_both": "the MLP on both families (cross-fitted)",
+    "mlp_global": "the MLP on global features only",
+    "mlp_local": "the MLP on local features only",
+    "mlp_both_in_sample": "the MLP on in-sample embeddings",
+}
 METRIC_NAMES = {"mae": "MAE", "pearson_r": "r", "auroc": "AUROC", "rmse": "RMSE", "r2": "R²"}
 ORDER = ("mlp", "linear", "mean")
 
@@ -104,13 +126,17 @@ def _labelled(target: str) -> str:
     return f"{target} ({spec.unit})" if spec is not None else target
 
 
-def headline_table(metrics: pd.DataFrame, ceilings: pd.DataFrame | None) -> list[str]:
-    """One row per target: its headline metric for each model [95 % CI], and the ceilings."""
+def headline_table(
+    metrics: pd.DataFrame, ceilings: pd.DataFrame | None, *, with_ceilings: bool = True
+) -> list[str]:
+    """One row per target: its headline metric for each model [95 % CI], and the ceilings
+    (unless ``with_ceilings`` is false)."""
     models = _models(metrics)
     table = metrics.set_index(["target", "model", "metric"])
     header = ["target", "metric"]
     header += [f"{MODEL_NAMES.get(m, m)} [95% CI]" for m in models]
-    header += ["ceiling, asymptotic", "ceiling, same n"]
+    if with_ceilings:
+        header += ["ceiling, asymptotic", "ceiling, same n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for target in _targets(metrics):
         metric = HEADLINE_METRIC[target]
@@ -123,7 +149,8 @@ def headline_table(metrics: pd.DataFrame, ceilings: pd.DataFrame | None) -> list
             row = table.loc[key]
             text = interval(row["value"], row["ci_low"], row["ci_high"])
             cells.append("n/a (constant)" if text == "n/a" and model == "mean" else text)
-        cells += [_ceiling(ceilings, target, metric, k) for k in ("asymptotic", "same_n")]
+        if with_ceilings:
+            cells += [_ceiling(ceilings, target, metric, k) for k in ("asymptotic", "same_n")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -340,7 +367,7 @@ def block_from_files(results_dir: str | Path, ceilings_csv: str | Path | None) -
     return final_test_block(*load_results(results_dir, ceilings_csv))
 
 
-def replace_block(readme: str, block: str) -> str:
+def replace_block(readme: str, block: str, start: str = START, end: str = END) -> str:
     """``readme`` with the text between the markers replaced by ``block``.
 
     Raises
@@ -348,17 +375,71 @@ def replace_block(readme: str, block: str) -> str:
     ValueError
         If the markers are missing, repeated or out of order.
     """
-    if readme.count(START) != 1 or readme.count(END) != 1:
-        raise ValueError(f"the README needs exactly one {START} and one {END} marker")
-    head, rest = readme.split(START)
-    if END not in rest:
-        raise ValueError(f"{END} comes before {START} in the README")
-    _, tail = rest.split(END)
-    return f"{head}{START}\n{block}{END}{tail}"
+    if readme.count(start) != 1 or readme.count(end) != 1:
+        raise ValueError(f"the README needs exactly one {start} and one {end} marker")
+    head, rest = readme.split(start)
+    if end not in rest:
+        raise ValueError(f"{end} comes before {start} in the README")
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{block}{end}{tail}"
 
 
-def current_block(readme: str) -> str:
+def current_block(readme: str, start: str = START, end: str = END) -> str:
     """The text between the README's markers."""
-    if readme.count(START) != 1 or readme.count(END) != 1:
-        raise ValueError(f"the README needs exactly one {START} and one {END} marker")
-    return readme.split(START)[1].split(END)[0].removeprefix("\n")
+    if readme.count(start) != 1 or readme.count(end) != 1:
+        raise ValueError(f"the README needs exactly one {start} and one {end} marker")
+    return readme.split(start)[1].split(end)[0].removeprefix("\n")
+
+
+def development_block(
+    test_metrics: pd.DataFrame | None,
+    ablation_metrics: pd.DataFrame | None,
+    ablation_differences: pd.DataFrame | None,
+) -> str:
+    """The markdown between the development markers: the default run's test split, every
+    model and ablation variant on each target's headline metric, the ablation's paired
+    differences against the method's MLP and the claims they support."""
+    lines = [
+        "<!-- generated by scripts/update_readme_results.py from benchmarks/results/"
+        "development/: do not edit by hand -->",
+        "",
+    ]
+    if test_metrics is None or ablation_metrics is None or ablation_differences is None:
+        lines.append(
+            "Not yet produced: no development results are committed in "
+            "`benchmarks/results/development/`. To produce them: the default training run, "
+            "then `.venv/bin/python scripts/update_readme_results.py --from data/08_reporting`."
+        )
+        return "\n".join(lines) + "\n"
+    n = int(test_metrics["n"].max()) if len(test_metrics) else 0
+    variants = ablation_metrics[ablation_metrics["model"] != "mlp_both"]
+    lines += [
+        f"The default cohort's own test split ({n} subjects). Development runs looked at it, "
+        "so it is not the headline (that is the final test cohort above); it is where the "
+        "ablation runs. Headline metric per target with 95 % bootstrap intervals; "
+        '"MLP" is the method (both feature families, cross-fitted embedding), the other '
+        "MLP columns are the ablation's variants fitted beside it.",
+        "",
+    ]
+    both = pd.concat([test_metrics, variants], ignore_index=True)
+    lines += headline_table(both, None, with_ceilings=False)
+    lines += [
+        "",
+        "Paired differences of the ablation (same subject resamples; **bold** where the 95 % "
+        "interval excludes 0). For MAE a negative difference means the first model is better; "
+        "for r and AUROC a positive one.",
+        "",
+    ]
+    lines += differences_table(ablation_differences)
+    lines += ["", "What this says (generated from the tables above):", ""]
+    lines += claims(ablation_differences)
+    return "\n".join(lines) + "\n"
+
+
+def development_from_files(results_dir: str | Path) -> str:
+    """:func:`development_block` of the tables in ``results_dir`` (None where absent)."""
+    folder = Path(results_dir)
+    tables = [
+        pd.read_csv(folder / name) if (folder / name).exists() else None for name in DEV_FILES
+    ]
+    return development_block(*tables)
