@@ -11,6 +11,16 @@ stops it at the end; with ``--url`` it measures a running service, the token tak
 of OBJ + MTL + texture, and a single binary PLY with vertex colours (made from the same
 scans). One warm-up request is not counted. For each concurrency it prints and writes the
 latency p50 / p95 per request and the throughput to ``benchmarks/results/serving.json``.
+
+The service scores in a worker process (``face_health.serving.worker``) that holds the
+model, so memory is reported for both: ``--memory-at 0 100 300 500`` sends that many
+sequential requests (after the latency runs) and records, at each count, the resident set
+size of the server process and of its scoring worker, read from ``/proc`` (Linux; only
+when the benchmark started the server). To run it on the tiny model of a test project:
+
+    .venv/bin/python benchmarks/serving_bench.py --n 6 \
+        --tracking-uri sqlite:////path/to/project/mlflow.db \
+        --scans /path/to/project/data/tiny/01_raw/synthetic_cohort/scans --memory-at 0 10 20
 """
 
 from __future__ import annotations
@@ -109,6 +119,62 @@ def start_server(model: str | None, tracking_uri: str | None, token: str, log: P
     raise SystemExit("the server did not answer /healthz within 300 s")
 
 
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of a process in MB, from ``/proc`` (None when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def children(pid: int) -> list[int]:
+    """The direct child processes of ``pid`` (the scoring worker, and multiprocessing's
+    resource tracker)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def process_memory(pid: int) -> dict:
+    """RSS of the server and of each child, largest child first (the scoring worker)."""
+    kids = sorted(((c, rss_mb(c)) for c in children(pid)), key=lambda item: -(item[1] or 0.0))
+    worker = kids[0] if kids else (None, None)
+    return {
+        "server_rss_mb": rss_mb(pid),
+        "worker_pid": worker[0],
+        "worker_rss_mb": worker[1],
+        "total_rss_mb": round((rss_mb(pid) or 0) + sum(m or 0 for _, m in kids), 1),
+    }
+
+
+def memory_run(url: str, token: str, payloads: list, pid: int, checkpoints: list[int]) -> list:
+    """Sequential requests; the memory of the server and its worker after each checkpoint
+    count of requests (0 = before any of them)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    rows, sent, statuses = [], 0, {}
+    with httpx.Client(headers=headers, timeout=600) as client:
+        for target in sorted(set(checkpoints)):
+            while sent < target:
+                result = send(client, url, payloads[sent % len(payloads)])
+                statuses[str(result["status"])] = statuses.get(str(result["status"]), 0) + 1
+                sent += 1
+            row = {"requests": sent, **process_memory(pid), "statuses": dict(statuses)}
+            rows.append(row)
+            print(
+                f"after {sent} requests: server {row['server_rss_mb']} MB, "
+                f"worker {row['worker_rss_mb']} MB (pid {row['worker_pid']}), "
+                f"statuses {statuses}"
+            )
+    return rows
+
+
 def send(client: httpx.Client, url: str, payload: tuple[str, str, bytes]) -> dict:
     kind, name, data = payload
     started = time.perf_counter()
@@ -157,6 +223,13 @@ def main() -> None:
     parser.add_argument("--scans", type=Path, default=DEFAULT_SCANS, help="folder of OBJ scans")
     parser.add_argument("--n", type=int, default=20, help="requests per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--memory-at",
+        type=int,
+        nargs="*",
+        default=[],
+        help="request counts at which to record server and worker memory, e.g. 0 100 300 500",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -183,6 +256,12 @@ def main() -> None:
                 f"p50={result['latency_p50_s']} s p95={result['latency_p95_s']} s "
                 f"throughput={result['throughput_per_min']} scans/min"
             )
+        memory = []
+        if args.memory_at:
+            if process is None:
+                print("--memory-at needs the benchmark to start the server (no --url)")
+            else:
+                memory = memory_run(url, token, payloads, process.pid, args.memory_at)
     finally:
         if process is not None:
             process.terminate()
@@ -202,6 +281,7 @@ def main() -> None:
         },
         "warm_up_s": round(warm["seconds"], 2),
         "levels": levels,
+        "memory": memory,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

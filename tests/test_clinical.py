@@ -47,7 +47,9 @@ def _one(issues: pd.DataFrame, column: str) -> pd.Series:
 def test_clean_table_passes_without_issues() -> None:
     table = _clean_table().assign(site="Shanghai")
     clean, issues = validate_clinical(table)
-    assert issues.empty
+    # a column outside the schema is copied unchanged, and reported (issue 14)
+    assert issues[["column", "severity"]].values.tolist() == [["site", "warning"]]
+    assert "not in the schema" in issues["message"].iloc[0]
     assert list(clean.columns) == [ID_COLUMN, "sex", *TARGET_NAMES, "site"]
     assert clean[ID_COLUMN].tolist() == table[ID_COLUMN].tolist()
     for name in REGRESSION_TARGETS:
@@ -123,7 +125,12 @@ def test_binary_and_sex_answers_are_parsed() -> None:
     assert clean["sex"].tolist()[:6] == ["F", "M", "F", "M", "F", "M"]
     assert clean["sex"].iloc[6:].isna().all()
     assert "'maybe' is not a yes/no value" in _one(issues, "smoking")["message"]
-    assert _one(issues, "sex")["row"] == 8  # a blank sex is missing, not an error
+    sex = issues[issues["column"] == "sex"].set_index("row")
+    assert sorted(sex.index) == [7, 8]
+    assert "'x' is not a sex" in sex.loc[8, "message"]
+    # a blank sex is missing, and reported: sex is a required cell (issue 14)
+    assert "empty; sex is required" in sex.loc[7, "message"]
+    assert sex.loc[7, "severity"] == "error"
 
 
 def test_absent_target_column_is_a_warning_and_all_missing() -> None:

@@ -16,7 +16,7 @@ import pytest
 from conftest import kedro_run
 
 from face_health import config, schema
-from face_health.config import SettingsError
+from face_health.config import FinalTestSettings, SettingsError
 from face_health.errors import NoFaceFoundError
 from face_health.pipelines.final_test import nodes
 
@@ -27,15 +27,15 @@ def _parameters(env: str = "tiny") -> dict:
 
 def test_the_final_test_settings_build_in_both_environments() -> None:
     for env in ("base", "tiny"):
-        settings = nodes.FinalTestSettings.from_parameters(_parameters(env)["final_test"])
+        settings = FinalTestSettings.from_parameters(_parameters(env)["final_test"])
         assert settings.cohort.seed not in nodes.RESERVED_SEEDS
         assert settings.cohort.seed != _parameters(env)["cohort"]["synthetic"]["seed"]
         assert settings.pairs == (("mlp", "linear"), ("mlp", "mean"), ("linear", "mean"))
         assert settings.path.endswith("01_raw/final_test_cohort")
-    base = nodes.FinalTestSettings.from_parameters(_parameters("base")["final_test"])
+    base = FinalTestSettings.from_parameters(_parameters("base")["final_test"])
     assert base.cohort.n == 300
     with pytest.raises(SettingsError, match="unknown key"):
-        nodes.FinalTestSettings.from_parameters({**_parameters()["final_test"], "sed": 1})
+        FinalTestSettings.from_parameters({**_parameters()["final_test"], "sed": 1})
 
 
 @pytest.mark.parametrize("taken", ["training", "inference", "oracle"])

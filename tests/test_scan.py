@@ -404,14 +404,30 @@ def test_ingest_settings_refuse_unknown_keys_and_match_the_function() -> None:
             "min_component_fraction": 0.2,
             "require_colour": True,
             "n_jobs": 2,
+            "max_file_mb": 50,
+            "max_texture_pixels": 1_000_000,
+            "texture_working_size": 512,
+            "max_vertices": 2000,
         }
     )
+    from face_health.ingest.limits import ScanLimits
+
     assert settings.as_kwargs() == {
         "units": "mm",
         "vertex_budget": 1000,
         "min_component_fraction": 0.2,
         "require_colour": True,
+        "limits": ScanLimits(
+            max_file_mb=50.0,
+            max_texture_pixels=1_000_000,
+            texture_working_size=512,
+            max_vertices=2000,
+        ),
     }
+    with pytest.raises(SettingsError, match="max_vertices.*at least vertex_budget"):
+        IngestSettings.from_parameters({**settings.to_parameters(), "max_vertices": 10})
+    with pytest.raises(SettingsError, match="max_file_mb must be a positive, finite"):
+        IngestSettings.from_parameters({**settings.to_parameters(), "max_file_mb": float("inf")})
     with pytest.raises(SettingsError, match="parameters_data_engineering.*min_component_fractoin"):
         IngestSettings.from_parameters({**settings.to_parameters(), "min_component_fractoin": 1})
     # every keyword the settings pass is one ingest_scan takes

@@ -63,15 +63,37 @@ def scan_zip(scans: Path) -> bytes:
     return buffer.getvalue()
 
 
-def make_client(scorer: Any, info: dict | None = None, **settings: Any) -> TestClient:
+#: The scoring pools of the apps a test made, closed (worker processes ended) after it.
+OPEN_POOLS: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_scoring_workers():
+    yield
+    while OPEN_POOLS:
+        OPEN_POOLS.pop().close()
+
+
+def make_client(
+    scorer: Any, info: dict | None = None, *, ready: bool = False, **settings: Any
+) -> TestClient:
+    """A client of an app around ``scorer`` (pickled into its scoring worker process); with
+    ``ready``, the worker has loaded it (else the first prediction answers 503 while it
+    starts). The worker is ended after the test."""
     app = create_app(scorer, ServingSettings(token=TOKEN, **settings), info)
+    OPEN_POOLS.append(app.state.scoring)
+    if ready:
+        app.state.scoring.start(wait=True)
     return TestClient(app, raise_server_exceptions=False)
 
 
 @pytest.fixture(scope="module")
-def client(scorer: Any, tracking_uri: str) -> TestClient:
+def client(scorer: Any, tracking_uri: str):
     info = describe_model(MODEL, scorer.run_id, tracking_uri)
-    return make_client(scorer, info)
+    app = create_app(scorer, ServingSettings(token=TOKEN), info)
+    app.state.scoring.start(wait=True)
+    yield TestClient(app, raise_server_exceptions=False)
+    app.state.scoring.close()
 
 
 def post_scan(client: TestClient, name: str, data: bytes, **kwargs: Any) -> httpx.Response:
@@ -174,7 +196,9 @@ def test_openapi_docs_at_the_usual_paths(client: TestClient) -> None:
     post = spec["paths"]["/v1/predictions"]["post"]
     assert "multipart/form-data" in post["requestBody"]["content"]
     assert {"413", "415", "422", "504"} <= set(post["responses"])
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text and "https://" not in docs.text
 
 
 def test_unknown_path_is_404_json(client: TestClient) -> None:
@@ -296,11 +320,33 @@ class BrokenScorer:
         raise RuntimeError(f"secret face data from {source}")
 
 
-def test_timeout_is_504(scorer: Any, scan_zip: bytes) -> None:
-    client = make_client(SlowScorer(scorer, 3.0), request_timeout_s=1.0)
+def test_timeout_is_504_and_stops_the_scoring(scorer: Any, scan_zip: bytes) -> None:
+    """At the time limit the worker scoring the scan is killed (its work stops with the
+    request), and a new one loads the model; until it is ready, 503 with Retry-After."""
+    client = make_client(SlowScorer(scorer, 3.0), ready=True, request_timeout_s=1.0)
+    pool = client.app.state.scoring
+    worker = pool.pid
     started = time.perf_counter()
-    assert_error(post_scan(client, "scan.zip", scan_zip), 504, "timeout")
-    assert time.perf_counter() - started < 2.5
+    body = assert_error(post_scan(client, "scan.zip", scan_zip), 504, "timeout")
+    assert time.perf_counter() - started < 2.5 and "stopped" in body["detail"]
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left scoring
+        os.kill(worker, 0)
+    if not pool.ready:  # the replacement unpickles the model for a few seconds
+        busy = post_scan(client, "scan.zip", scan_zip)
+        assert_error(busy, 503, "worker_starting")
+        assert int(busy.headers["retry-after"]) >= 1
+        assert_error(client.get("/healthz"), 503, "worker_starting")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_too_many_predictions_in_flight_is_503(scorer: Any, scan_zip: bytes) -> None:
@@ -308,12 +354,14 @@ def test_too_many_predictions_in_flight_is_503(scorer: Any, scan_zip: bytes) -> 
     turned away at once with 503 (the first still gets its answer)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    client = make_client(SlowScorer(scorer, 2.0), max_pending=1)
+    client = make_client(SlowScorer(scorer, 2.0), ready=True, max_pending=1)
     with ThreadPoolExecutor(max_workers=1) as other:
         first = other.submit(post_scan, client, "first.zip", scan_zip)
         time.sleep(0.5)  # the first upload is being scored
         started = time.perf_counter()
-        assert_error(post_scan(client, "second.zip", scan_zip), 503, "busy")
+        second = post_scan(client, "second.zip", scan_zip)
+        assert_error(second, 503, "busy")
+        assert int(second.headers["retry-after"]) >= 1
         assert time.perf_counter() - started < 1.0
         assert first.result().status_code == 200
 
@@ -321,7 +369,7 @@ def test_too_many_predictions_in_flight_is_503(scorer: Any, scan_zip: bytes) -> 
 def test_unexpected_error_is_500_json_without_face_data(
     scorer: Any, scans: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = make_client(BrokenScorer())
+    client = make_client(BrokenScorer(), ready=True)
     with caplog.at_level(logging.INFO, logger="face_health.serving"):
         response = post_scan(client, "Jane_Doe.obj", (scans / "S0001.obj").read_bytes())
     body = assert_error(response, 500, "internal_error")
@@ -350,7 +398,7 @@ def test_uploads_are_deleted_and_logs_hold_no_face_data(
 
 
 def test_uploads_are_kept_only_in_the_storage_folder(scorer: Any, tmp_path: Path) -> None:
-    client = make_client(scorer, storage_dir=tmp_path / "kept")
+    client = make_client(scorer, ready=True, storage_dir=tmp_path / "kept")
     response = post_scan(client, "scan.obj", b"v 0 0 0\nv 1 1 1\n")
     assert response.status_code == 422
     [folder] = (tmp_path / "kept").iterdir()
@@ -375,6 +423,21 @@ def test_startup_is_refused_without_a_token() -> None:
         check_startup(ServingSettings(token=TOKEN, ssl_certfile=Path(__file__)))
     with pytest.raises(ValueError, match="token"):
         create_app(object(), ServingSettings())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"header_timeout_s": 0}, "header_timeout_s"),
+        ({"min_upload_kb_per_s": float("inf")}, "min_upload_kb_per_s"),
+        ({"max_upload_mb": float("inf")}, "max_upload_mb"),
+        ({"max_url_kb": 64, "max_header_kb": 32}, "max_url_kb"),
+        ({"worker_start_method": "fork"}, "spawn or forkserver"),
+    ],
+)
+def test_connection_and_worker_settings_are_checked(overrides: dict, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        check_startup(ServingSettings(token=TOKEN, **overrides))
 
 
 def test_insecure_dev_serves_without_a_token(scorer: Any) -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from face_health.serving import formats
 from face_health.serving.errors import ApiError
-from face_health.serving.uploads import Limits, extract_zip, prepare_scan, receive_upload
+from face_health.serving.uploads import Limits, extract_zip, paced, prepare_scan, receive_upload
 
 LIMITS = Limits(
     max_upload_bytes=2**20,
@@ -298,3 +298,45 @@ def test_receive_refuses_bad_forms(tmp_path: Path, files: list, code: str) -> No
     with pytest.raises(ApiError) as error:
         asyncio.run(receive_upload(_chunks(body), ctype, None, tmp_path, 2**20))
     assert (error.value.status, error.value.code) == (400, code)
+
+
+async def _trickle(parts: list[bytes], every_s: float) -> AsyncIterator[bytes]:
+    for part in parts:
+        await asyncio.sleep(every_s)
+        yield part
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> bytes:
+    return b"".join([chunk async for chunk in chunks])
+
+
+def test_paced_passes_a_fast_upload_through() -> None:
+    parts = [bytes(4096)] * 10
+    data = asyncio.run(_drain(paced(_trickle(parts, 0.01), 1024, 0.5)))
+    assert data == b"".join(parts)
+
+
+def test_paced_refuses_a_trickle_after_one_window() -> None:
+    """1 byte every 0.1 s is 10 B/s, under 1 KB/s: refused with 408 once the first 0.5 s
+    window ends short of its 512 bytes, long before the 100 bytes are in."""
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(_drain(paced(_trickle([b"x"] * 100, 0.1), 1024, 0.5)))
+    assert caught.value.status == 408 and caught.value.code == "upload_too_slow"
+    assert "1 KB/s" in caught.value.message and "0.5 s" in caught.value.message
+    assert caught.value.headers == {"Connection": "close"}
+
+
+def test_paced_refuses_a_stalled_upload() -> None:
+    async def stall() -> AsyncIterator[bytes]:
+        yield bytes(2048)
+        await asyncio.sleep(10)
+        yield b"never"
+
+    async def run() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ApiError, match="slower than"):
+            await _drain(paced(stall(), 1024, 0.3))
+        return loop.time() - started
+
+    assert asyncio.run(run()) < 2.0

@@ -37,9 +37,18 @@ def _project_settings(section: str, env: str | None):
     from face_health.config import section as project_section
 
     try:
-        return project_section(section, env)
+        settings = project_section(section, env)
     except (SettingsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    from face_health.config import find_project_root
+    from face_health.hooks import warn_ignored_local_globals
+
+    root = find_project_root()
+    if root is not None:  # as `kedro run --env`: say when conf/local/globals.yml is left out
+        message = warn_ignored_local_globals(root / "conf", env, log=False)
+        if message:
+            click.echo(f"Warning: {message}", err=True)
+    return settings
 
 
 def _ingest(scan: Path, units: str | None, env: str | None):
@@ -51,6 +60,15 @@ def _ingest(scan: Path, units: str | None, env: str | None):
     if units is not None:
         kwargs["units"] = units
     return ingest_scan(scan, scan.stem, **kwargs)
+
+
+def _positive_finite(ctx: click.Context, param: click.Parameter, value: float | None):
+    """A limit given on the command line: a positive, finite number (not 0, inf or nan)."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"must be a positive, finite number, not {value!r}")
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -353,9 +371,19 @@ def predict(scan: Path, model: str | None, tracking_uri: str) -> None:
     default=None,
     help="Keep each upload here; default: uploads are deleted after their request.",
 )
-@click.option("--max-upload-mb", type=float, default=None, help="Largest upload  [default: 100]")
 @click.option(
-    "--request-timeout", type=float, default=None, help="Seconds per request  [default: 120]"
+    "--max-upload-mb",
+    type=float,
+    default=None,
+    callback=_positive_finite,
+    help="Largest upload  [default: 100]",
+)
+@click.option(
+    "--request-timeout",
+    type=float,
+    default=None,
+    callback=_positive_finite,
+    help="Seconds per request  [default: 120]",
 )
 @click.option(
     "--ssl-certfile",

@@ -160,6 +160,7 @@ DE = "conf/*/parameters_data_engineering.yml"
 FE = "conf/*/parameters_feature.yml"
 MO = "conf/*/parameters_modelling.yml"
 IN = "conf/*/parameters_inference.yml"
+FT = "conf/*/parameters_final_test.yml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +198,37 @@ class IngestSettings(Section):
     min_component_fraction: float
     require_colour: bool
     n_jobs: int
+    #: Cost limits of one scan, the same for the CLI, the pipeline and the service
+    #: (``face_health.ingest.limits.ScanLimits``): refused above ``max_file_mb`` (any file of
+    #: the scan) or ``max_texture_pixels`` (read from the image header, before decoding);
+    #: decimated to ``max_vertices`` before cleaning; textures downsampled to
+    #: ``texture_working_size`` pixels on the longest side as they are loaded.
+    max_file_mb: float
+    max_texture_pixels: int
+    texture_working_size: int
+    max_vertices: int
+
+    def __post_init__(self) -> None:
+        for name in ("max_file_mb", "max_texture_pixels", "texture_working_size", "max_vertices"):
+            value = getattr(self, name)
+            if not (value > 0 and value != float("inf")):
+                raise ValueError(f"{name} must be a positive, finite number, got {value!r}")
+        if self.max_vertices < self.vertex_budget:
+            raise ValueError(
+                f"max_vertices ({self.max_vertices}) must be at least vertex_budget "
+                f"({self.vertex_budget}): it decimates before cleaning, vertex_budget after"
+            )
+
+    def limits(self) -> Any:
+        """The cost limits as :class:`face_health.ingest.limits.ScanLimits`."""
+        from face_health.ingest.limits import ScanLimits
+
+        return ScanLimits(
+            max_file_mb=self.max_file_mb,
+            max_texture_pixels=self.max_texture_pixels,
+            texture_working_size=self.texture_working_size,
+            max_vertices=self.max_vertices,
+        )
 
     def as_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`face_health.ingest.scan.ingest_scan`."""
@@ -205,6 +237,7 @@ class IngestSettings(Section):
             "vertex_budget": self.vertex_budget,
             "min_component_fraction": self.min_component_fraction,
             "require_colour": self.require_colour,
+            "limits": self.limits(),
         }
 
 
@@ -421,6 +454,29 @@ class InferenceSettings(Section):
     simulate_if_missing: SimulateSettings
 
 
+@dataclasses.dataclass(frozen=True)
+class FinalTestCohortSettings:
+    """``final_test.cohort``: the simulated final test cohort."""
+
+    n: int
+    seed: int
+    n_jobs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FinalTestSettings(Section):
+    """``final_test``: the cohort behind the README's headline numbers, and the model."""
+
+    SECTION: ClassVar[str] = "final_test"
+    FILE: ClassVar[str] = FT
+
+    path: str
+    model: str | None
+    cohort: FinalTestCohortSettings
+    n_jobs: int
+    pairs: tuple[tuple[str, str], ...]
+
+
 #: The method's per-scan sections, in the order a scan meets them (what a scorer keeps).
 SCAN_SECTIONS: dict[str, type[Section]] = {
     "ingest": IngestSettings,
@@ -441,6 +497,7 @@ SECTIONS: dict[str, type[Section]] = {
     "facial_omics": FacialOmicsSettings,
     "modelling": ModellingSettings,
     "inference": InferenceSettings,
+    "final_test": FinalTestSettings,
 }
 
 

@@ -22,6 +22,14 @@ project's database instead of creating an empty one where it runs.
 
 ``RunTagsHook`` names each MLflow run and tags it with the pipeline, the configuration
 environment, the git commit and a fingerprint of the raw data it read.
+
+``IgnoredLocalConfigHook`` warns, once, when a run with ``--env ENV`` (not ``local``) leaves
+out ``conf/local/globals.yml``: Kedro reads ``conf/base`` and ``conf/ENV`` only, so the data
+folder or cohort set there is silently not used.
+
+``OneLineErrorHook`` ends a run stopped by an unusable clinical table (duplicate or missing
+ids, after ``clinical_issues.csv`` is written) with its one-line message instead of a
+traceback through Kedro's runner: the data is at fault, not the code.
 """
 
 from __future__ import annotations
@@ -182,6 +190,76 @@ class ProjectMlflowBackendHook:
             server[key] = project_sqlite_uri(server.get(key), Path(context.project_path))
         config["server"] = server
         loader["mlflow"] = config
+
+
+class IgnoredLocalConfigHook:
+    """Warn once when ``conf/local/globals.yml`` exists but the environment is not ``local``."""
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        loader = context.config_loader
+        warn_ignored_local_globals(Path(loader.conf_source), getattr(loader, "env", None))
+
+
+_WARNED: set[str] = set()
+
+
+class OneLineErrorHook:
+    """Print a :data:`ONE_LINE_ERRORS` error that stops a run as one line, no traceback."""
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: Any, pipeline: Any, catalog: Any):
+        if isinstance(error, one_line_errors()):
+            install_one_line_excepthook(error)
+
+
+def one_line_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message says all (the data's fault, named by row): no traceback."""
+    from face_health.ingest.clinical import ClinicalTableError
+
+    return (ClinicalTableError,)
+
+
+def install_one_line_excepthook(error: BaseException) -> None:
+    """When ``error`` ends the process uncaught, print ``Error: <message>`` alone; any other
+    exception goes to the previous hook (Kedro's rich traceback)."""
+    import sys
+
+    previous = sys.excepthook
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if value is error:
+            print(f"Error: {value}", file=sys.stderr)
+        else:
+            previous(kind, value, tb)
+
+    sys.excepthook = excepthook
+
+
+def warn_ignored_local_globals(
+    conf_source: Path, env: str | None, *, log: bool = True
+) -> str | None:
+    """Log (once per file and environment; not with ``log=False``) that
+    ``conf/local/globals.yml`` is not read with ``env``; the message, or None when there is
+    nothing to say."""
+    from face_health.settings import CONFIG_LOADER_ARGS
+
+    local = CONFIG_LOADER_ARGS["default_run_env"]
+    env = env or local
+    files = sorted(Path(conf_source, local).glob("globals*.y*ml")) if env != local else []
+    if not files:
+        return None
+    names = ", ".join(str(Path("conf", local, f.name)) for f in files)
+    key = f"{names}|{env}"
+    message = (
+        f"{names} is not read with --env {env}: Kedro reads conf/base and conf/{env} only, "
+        f"so its globals (data folder, cohort) are ignored; put them in conf/{env}/ or run "
+        "without --env"
+    )
+    if log and key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(message)
+    return message
 
 
 def project_sqlite_uri(uri: str | None, project_path: Path) -> str | None:

@@ -19,9 +19,17 @@ CONFIG_LOADER_ARGS = {
 }
 
 from face_health.hooks import (  # noqa: E402
+    IgnoredLocalConfigHook,
     MlflowArtifactHook,
+    OneLineErrorHook,
     ProjectMlflowBackendHook,
     RunTagsHook,
 )
 
-HOOKS = (ProjectMlflowBackendHook(), MlflowArtifactHook(), RunTagsHook())
+HOOKS = (
+    IgnoredLocalConfigHook(),
+    ProjectMlflowBackendHook(),
+    MlflowArtifactHook(),
+    RunTagsHook(),
+    OneLineErrorHook(),
+)

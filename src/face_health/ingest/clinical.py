@@ -89,7 +89,34 @@ _UNIT_SLIPS: dict[str, tuple[_UnitSlip, ...]] = {
 
 
 class ClinicalTableError(ValueError):
-    """The clinical table cannot be used at all; the message lists every such problem."""
+    """The clinical table cannot be used at all; the message lists every such problem
+    (``located``: ``(row, subject_id, problem)`` of each, for the issues table)."""
+
+    def __init__(self, message: str, located: list[tuple[int, str | None, str]] | None = None):
+        super().__init__(message)
+        self.located = list(located or [])
+
+
+#: ``severity`` of an issue row that makes the whole table unusable (missing or duplicate
+#: ids): :func:`validate_clinical` with ``raise_unusable=False`` reports them as rows, and
+#: :func:`raise_if_unusable` stops on them with one line.
+UNUSABLE = "unusable"
+
+#: Columns that must hold a value in every row (an empty cell is an error issue).
+REQUIRED_COLUMNS: tuple[str, ...] = (SEX_COLUMN,)
+
+
+def raise_if_unusable(issues: pd.DataFrame, where: str = "clinical_issues") -> None:
+    """Raise :class:`ClinicalTableError` with one line when ``issues`` holds table-level
+    problems (severity :data:`UNUSABLE`), naming the first ones and where all are."""
+    fatal = issues[issues["severity"] == UNUSABLE]
+    if fatal.empty:
+        return
+    messages = list(dict.fromkeys(fatal["message"]))  # a duplicate id is one row per copy
+    shown = "; ".join(messages[:3])
+    more = f"; and {len(messages) - 3} more" if len(messages) > 3 else ""
+    count = f"{len(messages)} problem" + ("s" if len(messages) > 1 else "")
+    raise ClinicalTableError(f"clinical table is unusable ({count}): {shown}{more}; see {where}")
 
 
 def read_clinical(path: str | PathLike[str]) -> pd.DataFrame:
@@ -127,13 +154,19 @@ def read_clinical(path: str | PathLike[str]) -> pd.DataFrame:
     )
 
 
-def validate_clinical(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate_clinical(
+    table: pd.DataFrame, *, raise_unusable: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check a clinical table against ``schema.TARGETS`` and return a clean copy.
 
     Parameters
     ----------
     table : pandas.DataFrame
         One row per subject, as read by :func:`read_clinical`.
+    raise_unusable : bool
+        Raise on table-level problems (missing or duplicate ids); with False they become
+        issue rows of severity :data:`UNUSABLE` beside the cell issues (the pipeline writes
+        the issues table first, then stops with :func:`raise_if_unusable`).
 
     Returns
     -------
@@ -146,20 +179,45 @@ def validate_clinical(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     issues : pandas.DataFrame
         Columns ``row`` (1-based data row as in the file, header excluded; missing for a
         whole-column issue), ``subject_id``, ``column``, ``severity`` (``'error'`` when a
-        value was set to missing, ``'warning'`` otherwise) and ``message``.
+        value was set to missing or a required cell is empty, ``'warning'`` otherwise, e.g.
+        a column not in the schema, which is copied unchanged but reported) and ``message``.
 
     Raises
     ------
     ClinicalTableError
         If the ``subject_id`` column is missing, or any id is missing, empty or duplicated.
     """
-    _check_structure(table)
-    ids = [_id_text(v) for v in table[ID_COLUMN]]
     issues: list[dict[str, Any]] = []
+    try:
+        _check_structure(table)
+    except ClinicalTableError as exc:
+        if raise_unusable or not _has_single_id_column(table):
+            raise
+        issues += [_issue(row, subject, ID_COLUMN, UNUSABLE, message)
+                   for row, subject, message in exc.located]  # fmt: skip
+    ids = [_id_text(v) or "" for v in table[ID_COLUMN]]
     clean: dict[str, pd.Series] = {ID_COLUMN: pd.Series(ids, dtype=object).astype(str)}
 
     if SEX_COLUMN in table.columns:
         clean[SEX_COLUMN] = _clean_sex(table[SEX_COLUMN], ids, issues)
+    for column in REQUIRED_COLUMNS:
+        if column not in table.columns:
+            issues.append(
+                _issue(None, None, column, "warning", f"column {column!r} is absent (required)")
+            )
+            continue
+        for row, value in enumerate(table[column], start=1):
+            if _cell_text(value) is None:
+                issues.append(
+                    _issue(
+                        row,
+                        ids[row - 1],
+                        column,
+                        "error",
+                        f"row {row}, subject {ids[row - 1]!r}, column {column!r}: empty; "
+                        f"{column} is required",
+                    )
+                )
 
     for target in TARGETS:
         if target.name not in table.columns:
@@ -175,6 +233,16 @@ def validate_clinical(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     known = {ID_COLUMN, SEX_COLUMN, *clean}
     for column in table.columns:
         if column not in known:
+            issues.append(
+                _issue(
+                    None,
+                    None,
+                    str(column),
+                    "warning",
+                    f"column {column!r} is not in the schema (subject_id, sex and the targets); "
+                    "copied unchanged, not used by the method",
+                )
+            )
             clean[column] = table[column].reset_index(drop=True)
 
     result = pd.DataFrame(clean)
@@ -209,17 +277,24 @@ def _check_structure(table: pd.DataFrame) -> None:
         raise ClinicalTableError(_problem_text(problems))
 
     rows_by_id: dict[str, list[int]] = {}
+    located: list[tuple[int, str | None, str]] = []
     for row, value in enumerate(table[ID_COLUMN], start=1):
         subject = _id_text(value)
         if subject is None:
             problems.append(f"row {row}: missing or empty {ID_COLUMN}")
+            located.append((row, None, problems[-1]))
         else:
             rows_by_id.setdefault(subject, []).append(row)
     for subject, rows in rows_by_id.items():
         if len(rows) > 1:
             problems.append(f"{_rows_text(rows)}: duplicate {ID_COLUMN} {subject!r}")
+            located += [(row, subject, problems[-1]) for row in rows]
     if problems:
-        raise ClinicalTableError(_problem_text(problems))
+        raise ClinicalTableError(_problem_text(problems), located)
+
+
+def _has_single_id_column(table: pd.DataFrame) -> bool:
+    return ID_COLUMN in table.columns and not table.columns.duplicated().any()
 
 
 def _problem_text(problems: list[str]) -> str:

@@ -10,10 +10,12 @@ decimation in :mod:`face_health.ingest.decimation`.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import re
+import stat
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
@@ -26,8 +28,27 @@ from PIL import Image
 
 from face_health.colour import has_vertex_colors, texture_image, visual_kind
 from face_health.errors import DataError
-from face_health.ingest.checks import ScanError, _check_content, _check_obj, _obj_index_error
+from face_health.ingest.checks import (
+    FolderResolver,
+    ScanError,
+    _check_content,
+    _check_gltf_uris,
+    _check_obj,
+    _check_ply,
+    _obj_index_error,
+    _obj_texture_material,
+    obj_for_parser,
+)
 from face_health.ingest.decimation import _subset, decimate
+from face_health.ingest.limits import (
+    ScanLimits,
+    active_limits,
+    check_embedded_images,
+    check_file_size,
+    check_image_file,
+    using_limits,
+    working_image,
+)
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 COMPANION_SUFFIXES = (
@@ -89,7 +110,9 @@ def group_scan_files(relative_paths: Iterable[str]) -> tuple[dict[str, str], dic
     return scans, rejected
 
 
-def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> trimesh.Trimesh:
+def read_scan(
+    path: str | os.PathLike, *, companion_texture: bool = True, limits: ScanLimits | None = None
+) -> trimesh.Trimesh:
     """Read one scan file into one mesh, keeping its texture or vertex colours.
 
     Scenes (glTF, multi-material OBJ) are flattened into one mesh with node transforms applied;
@@ -102,7 +125,11 @@ def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> tri
         A file with one of :data:`MESH_SUFFIXES`.
     companion_texture : bool
         When the mesh has UV but its file names no image, use an image beside it: the one with
-        the mesh's stem, or the only image in a folder that holds only this mesh.
+        the mesh's stem, or the only image in a folder that holds only this mesh. It gets the
+        same material as a texture named by an MTL (one material resolution for both).
+    limits : ScanLimits, optional
+        Cost limits (:mod:`face_health.ingest.limits`); default: the ones ``ingest_scan``
+        made active, else none (reading the pipeline's own intermediate files).
 
     Returns
     -------
@@ -113,28 +140,49 @@ def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> tri
     Raises
     ------
     ScanError
-        Anything unusable: unsupported format, empty, truncated, not a mesh, zero faces.
+        Anything unusable: not a regular file (a folder, a FIFO, a device), unsupported
+        format, empty, truncated, not a mesh, zero faces, a material or texture path that
+        leaves the scan's folder; ``limits.ScanTooLargeError`` (a ``ScanError``) above a cost
+        limit.
     """
     path = Path(path)
+    limits = limits if limits is not None else active_limits()
+    _check_regular_file(path)
     fmt = path.suffix.lower()
     if fmt not in MESH_SUFFIXES:
         raise ScanError(f"unsupported format '{fmt}' (supported: {', '.join(MESH_SUFFIXES)})")
-    if not path.is_file():
-        raise ScanError(f"file not found: {path}")
+    check_file_size(path, limits, "scan file")
     data = path.read_bytes()
     _check_content(data, fmt)
     text = data.decode("utf-8", "replace") if fmt == ".obj" else ""
-    problems = _check_obj(text, path.parent) if fmt == ".obj" else []
+    problems = _check_obj(text, path.parent, limits) if fmt == ".obj" else []
+    if fmt == ".ply":
+        problems += _check_ply(data, path.parent, limits)
+    if fmt == ".gltf":
+        _check_gltf_uris(data, path.parent)
+    if fmt in (".glb", ".gltf"):
+        check_embedded_images(path, data, limits)
+    n_face_lines = sum(1 for _ in re.finditer(r"^f[ \t]", text, re.M)) if fmt == ".obj" else 0
+    del data
+    stripped = obj_for_parser(text) if fmt == ".obj" else None
+    source: Any = str(path) if stripped is None else io.BytesIO(stripped.encode())
+    del stripped, text  # the parser reads its own copy: do not hold two during the parse
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # trimesh's NaN warnings on odd UVs say nothing new
-            scene = trimesh.load_scene(path, file_type=fmt[1:], process=False, maintain_order=True)
+            scene = trimesh.load_scene(
+                source,
+                file_type=fmt[1:],
+                resolver=FolderResolver(str(path)),  # companions from the scan's folder only
+                process=False,
+                maintain_order=True,
+            )
             parts = scene.dump()
     except Exception as exc:
+        text = path.read_text("utf-8", "replace") if fmt == ".obj" else ""
         reason = _obj_index_error(text) if fmt == ".obj" else None
         raise reason or ScanError(f"could not parse {fmt[1:].upper()} file: {exc}") from exc
     meshes = [p for p in parts if isinstance(p, trimesh.Trimesh) and len(p.faces)]
-    n_face_lines = len(re.findall(r"^f[ \t]", text, re.M))
     if n_face_lines > sum(len(m.faces) for m in meshes):  # each face line gives >= 1 triangle
         raise ScanError(f"truncated OBJ: only some of its {n_face_lines} faces could be read")
     if not meshes:
@@ -148,14 +196,19 @@ def read_scan(path: str | os.PathLike, *, companion_texture: bool = True) -> tri
     untextured = visual_kind(mesh) == "texture" and texture_image(mesh) is None
     image_path = _companion_image(path) if companion_texture and untextured else None
     if image_path is not None:
+        check_image_file(image_path, limits)
         with Image.open(image_path) as image:
+            image = working_image(image, limits, image_path.name)
             image.load()
-        # white, so that renderers multiply the image by 1 (trimesh's default grey is 40 %)
-        white = (255, 255, 255, 255)
-        mesh.visual.material = trimesh.visual.material.SimpleMaterial(
-            image=image, diffuse=white, ambient=white
-        )
+        mesh.visual.material = _obj_texture_material(image)
         problems.append(f"texture taken from {image_path.name} beside the mesh")
+    elif fmt == ".obj" and texture_image(mesh) is not None:
+        # an MTL's image gets the very material an image beside the mesh gets: the scan's
+        # colour is its image, not the exporter's ambient / specular terms
+        mesh.visual.material = _obj_texture_material(texture_image(mesh))
+    note = _downsample_texture(mesh, limits)
+    if note:
+        problems.append(note)
     mesh.metadata = {k: v for k, v in mesh.metadata.items() if _plain_metadata(k, v)}
     mesh.metadata.update(source_file=str(path), source_format=fmt[1:], warnings=problems)
     return mesh
@@ -316,6 +369,7 @@ def ingest_scan(
     min_component_fraction: float = 0.05,
     require_colour: bool = False,
     plausible_width_mm: tuple[float, float] = (90.0, 700.0),
+    limits: ScanLimits | None = None,
 ) -> tuple[trimesh.Trimesh | None, dict[str, Any]]:
     """Read, clean and scale one scan to millimetres, recording QC; never raises on bad data.
 
@@ -337,6 +391,11 @@ def ingest_scan(
         the method reads skin colour and texture); otherwise it is a warning.
     plausible_width_mm : (2,) float
         Range for the longest bounding-box side after scaling; outside it, units are flagged.
+    limits : ScanLimits, optional
+        Cost limits (``IngestSettings.limits()``; :mod:`face_health.ingest.limits`), active
+        around the loader too: files and textures above them are refused (a failed row),
+        textures downsampled, meshes above ``max_vertices`` decimated before cleaning. None
+        (a library call) reads without limits.
 
     Returns
     -------
@@ -359,7 +418,8 @@ def ingest_scan(
     result = None
     try:
         try:
-            raw = source() if is_loader else read_scan(source)
+            with using_limits(limits):
+                raw = source() if is_loader else read_scan(source, limits=limits)
         except DataError:
             raise
         except Exception as exc:  # a parser fails on bad bytes in many ways: all are the data's
@@ -369,6 +429,13 @@ def ingest_scan(
         record["source_format"] = raw.metadata.get("source_format", record["source_format"])
         record.update(n_vertices_raw=len(raw.vertices), n_faces_raw=len(raw.faces))
         problems += list(raw.metadata.get("warnings", []))
+        if limits is not None:
+            note = _downsample_texture(raw, limits)  # a loader that bypassed read_scan
+            if note:
+                problems.append(note)
+            raw, note = _predecimate(raw, limits.max_vertices)
+            if note:
+                problems.append(note)
         clean, notes = clean_mesh(
             raw, vertex_budget=vertex_budget, min_component_fraction=min_component_fraction
         )
@@ -414,6 +481,69 @@ def ingest_scan(
 
 
 # ---------------------------------------------------------------------------- helpers
+def _check_regular_file(path: Path) -> None:
+    """A scan must be a regular file: a FIFO would block the reader, a device never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ScanError(f"file not found: {path}") from None
+    except OSError as exc:
+        raise ScanError(f"cannot read {path}: {exc.strerror or exc}") from None
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
+    for test, kind in kinds.items():
+        if test(mode):
+            raise ScanError(f"not a regular file: {path} is {kind}, not a scan file")
+    if not stat.S_ISREG(mode):
+        raise ScanError(f"not a regular file: {path}")
+
+
+def _predecimate(mesh: trimesh.Trimesh, max_vertices: int) -> tuple[trimesh.Trimesh, str]:
+    """Above ``max_vertices``, the mesh decimated to it before cleaning (NaN/inf vertices
+    dropped first: the simplifier cannot place them), and the note saying so."""
+    n_in = len(mesh.vertices)
+    if n_in <= max_vertices:
+        return mesh, ""
+    finite = np.isfinite(mesh.vertices).all(axis=1)
+    if not finite.all():
+        mesh = _subset(mesh, finite[mesh.faces].all(axis=1))
+        if len(mesh.faces) == 0:
+            raise ScanError("zero faces: every face has a NaN/inf vertex")
+    metadata = dict(mesh.metadata)
+    if len(mesh.vertices) > max_vertices:
+        mesh = decimate(mesh, max_vertices)
+    mesh.metadata = metadata
+    return mesh, (
+        f"decimated {n_in} -> {len(mesh.vertices)} vertices before cleaning "
+        f"(ingest.max_vertices {max_vertices})"
+    )
+
+
+def _downsample_texture(mesh: trimesh.Trimesh, limits: ScanLimits | None) -> str:
+    """The mesh's texture image at most ``limits.texture_working_size`` on its longest side
+    (checked against the pixel cap first); the note saying so, or ``''``."""
+    image = texture_image(mesh)
+    if limits is None or image is None:
+        return ""
+    material = mesh.visual.material
+    small = working_image(image, limits, "of the scan")
+    if small is image:
+        return ""
+    if getattr(material, "baseColorTexture", None) is image:
+        material.baseColorTexture = small
+    else:
+        material.image = small
+    return (
+        f"texture downsampled from {image.width} x {image.height} to {small.width} x "
+        f"{small.height} pixels (ingest.texture_working_size)"
+    )
+
+
 def _check_units(units: str) -> None:
     if units != "auto" and units not in UNIT_SCALES:
         valid = ", ".join(repr(u) for u in ("auto", *UNIT_SCALES))

@@ -1,9 +1,11 @@
 """The FastAPI application: ``POST /v1/predictions``, ``GET /v1/model``, ``GET /healthz``.
 
-:func:`create_app` takes a loaded scorer and the settings, so tests and the ``serve`` command
-build the same app. Scoring runs on one dedicated thread: the method renders views with one
-OpenGL context and fits a CPU, so predictions queue rather than compete; a request that
-times out while queued is dropped from the queue.
+:func:`create_app` takes a scorer (or a :class:`~face_health.serving.worker.ScoringPool`
+that loads one) and the settings, so tests and the ``serve`` command build the same app.
+Scoring runs in one worker process (:mod:`face_health.serving.worker`): the method renders
+views with one OpenGL context and fits a CPU, so predictions queue rather than compete; at a
+request's time limit the worker is killed, so the work stops with the request, and a new
+worker takes its place. A request that times out while queued is dropped from the queue.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import datetime as dt
 import hmac
 import re
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
+import time
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +26,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from face_health.serving.errors import ApiError, error_body
 from face_health.serving.middleware import (
@@ -39,8 +44,24 @@ from face_health.serving.responses import (
 )
 from face_health.serving.scorer import json_record
 from face_health.serving.settings import ServingSettings
-from face_health.serving.uploads import Limits, prepare_scan, receive_upload, remove_folder
+from face_health.serving.uploads import (
+    Limits,
+    paced,
+    prepare_scan,
+    receive_upload,
+    remove_folder,
+)
+from face_health.serving.worker import (
+    JobTimeout,
+    Preloaded,
+    ScoringFailed,
+    ScoringPool,
+    WorkerCrashed,
+    WorkerError,
+)
 
+#: Where the Swagger UI / ReDoc assets are served from (the service needs no network).
+DOCS_ASSETS = "/docs-assets"
 SUBJECT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DEFAULT_SUBJECT_ID = "scan"
 
@@ -54,14 +75,19 @@ class Scorer(Protocol):
 
 
 def create_app(
-    scorer: Scorer, settings: ServingSettings, model_info: dict[str, Any] | None = None
+    scorer: Scorer | ScoringPool,
+    settings: ServingSettings,
+    model_info: dict[str, Any] | None = None,
 ) -> FastAPI:
-    """Build the service around a loaded model.
+    """Build the service around a model.
 
     Parameters
     ----------
-    scorer : Scorer
-        Scores one scan file; ``score`` never raises for a bad scan.
+    scorer : Scorer or ScoringPool
+        Scores one scan file; ``score`` never raises for a bad scan. A scorer object is
+        pickled into the scoring worker process, which is started on the first prediction
+        (or when the app starts); a :class:`ScoringPool` is used as it is (the ``serve``
+        command passes one that loads the model in the worker).
     settings : ServingSettings
         Token, limits, time limit and storage folder (host and port are uvicorn's business).
     model_info : dict, optional
@@ -75,8 +101,16 @@ def create_app(
     """
     if not settings.token and not settings.insecure_dev:
         raise ValueError("the service needs a bearer token (or insecure_dev for local use)")
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-health-scorer")
-    info = model_info or {"uri": None, "run_id": scorer.run_id or None}
+    if isinstance(scorer, ScoringPool):
+        pool = scorer
+    else:
+        pool = ScoringPool(
+            Preloaded(scorer),
+            start_method=settings.worker_start_method,
+            start_timeout_s=settings.worker_start_timeout_s,
+        )
+    run_id = pool.run_id if isinstance(scorer, ScoringPool) else scorer.run_id
+    info = model_info or {"uri": None, "run_id": run_id or None}
     limits = Limits(
         max_upload_bytes=settings.max_upload_bytes,
         max_uncompressed_bytes=settings.max_uncompressed_bytes,
@@ -88,14 +122,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        pool.start()  # a no-op when the serve command started it already
         yield
-        executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(pool.close)
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the assets fastapi-offline ships, not from a public CDN.
+    app = FastAPIOffline(
         title="face_health prediction service",
         summary="3D face scan -> age, clinical parameters and condition probabilities",
         version=_package_version(),
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
     )
     bearer = HTTPBearer(auto_error=False, description="FACE_HEALTH_API_TOKEN")
 
@@ -119,9 +156,23 @@ def create_app(
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
 
-    @app.get("/healthz", response_model=Health, tags=["service"])
+    def not_ready() -> ApiError:
+        wait = pool.retry_after_s()
+        if pool.state == "failed":
+            message = "the scoring worker could not load the model; the service is retrying"
+        else:
+            message = "the scoring worker is starting (loading the model); retry in a moment"
+        return ApiError(503, "worker_starting", message, headers={"Retry-After": str(wait)})
+
+    @app.get(
+        "/healthz", response_model=Health, tags=["service"], responses={503: ERROR_RESPONSES[503]}
+    )
     def healthz() -> dict[str, str]:
-        """Liveness: the process is up and holds a model (no token needed)."""
+        """Readiness: a scoring worker holds the model and takes scans (no token needed);
+        503 with ``Retry-After`` while a worker is (re)starting."""
+        pool.start()
+        if not pool.ready:
+            raise not_ready()
         return {"status": "ok"}
 
     v1 = APIRouter(
@@ -151,28 +202,30 @@ def create_app(
         the out-of-distribution score (``ood``: 1.0 = the 99th percentile of the validation
         subjects, flagged beyond), the QC and the model's run id. A scan that fails QC is
         answered with 422."""
-        if pending["n"] >= settings.max_pending:
-            raise ApiError(503, "busy", "too many predictions in flight; retry in a moment")
-        pending["n"] += 1
+        deadline = time.monotonic() + settings.request_timeout_s
+        timeout = ApiError(
+            504,
+            "timeout",
+            f"the prediction took longer than the limit of {settings.request_timeout_s:g} s; "
+            "its scoring was stopped",
+        )
         try:
             async with asyncio.timeout(settings.request_timeout_s):
-                return await _predict(request, subject_id)
-        except TimeoutError as exc:
-            raise ApiError(
-                504,
-                "timeout",
-                f"the prediction took longer than the limit of {settings.request_timeout_s:g} s",
-            ) from exc
-        finally:
-            pending["n"] -= 1
+                return await _predict(request, subject_id, deadline)
+        except (TimeoutError, JobTimeout) as exc:
+            raise timeout from exc
 
-    async def _predict(request: Request, subject_id: str | None) -> dict[str, Any]:
+    async def _predict(request: Request, subject_id: str | None, deadline: float) -> dict[str, Any]:
         request_id = request.state.request_id
         folder = _workdir(settings.storage_dir, request_id)
         job: Future | None = None
+        admitted = False
         try:
+            # The upload first: a slow client holds its connection, never a prediction slot.
             upload = await receive_upload(
-                request.stream(),
+                paced(
+                    request.stream(), settings.min_upload_bytes_per_s, settings.upload_rate_window_s
+                ),
                 request.headers.get("content-type"),
                 request.headers.get("content-length"),
                 folder,
@@ -180,14 +233,50 @@ def create_app(
             )
             request.state.body_bytes = upload.body_bytes
             sid = _subject_id(subject_id or upload.fields.get("subject_id"))
+            if pending["n"] >= settings.max_pending:
+                raise ApiError(
+                    503,
+                    "busy",
+                    "too many predictions in flight; retry in a moment",
+                    headers={"Retry-After": "5"},
+                )
+            pending["n"] += 1
+            admitted = True
             scan = await run_in_threadpool(prepare_scan, upload.path, folder, limits)
             request.state.scan_format = scan.format
             request.state.container = scan.container
             request.state.n_files = scan.n_files
             request.state.unpacked_bytes = scan.uncompressed_bytes
-            job = executor.submit(scorer.score, scan.path, sid)
-            record = await asyncio.wrap_future(job)  # a cancelled wait cancels a queued job
+            pool.start()
+            if not pool.ready:  # a refused upload says why whatever the worker's state
+                raise not_ready()
+            job = pool.submit(str(scan.path), sid, deadline)
+            try:
+                record = await asyncio.wrap_future(job)  # a cancelled wait drops a queued job
+            except WorkerCrashed as exc:
+                raise ApiError(
+                    500,
+                    "worker_crashed",
+                    f"{exc}: the scan could not be scored (it may need more memory than the "
+                    "service has); a new scoring process is being started",
+                ) from exc
+            except ScoringFailed as exc:
+                log_internal_error(exc, request_id, where=exc.where, exc_type=exc.exc_type)
+                raise ApiError(
+                    500,
+                    "internal_error",
+                    f"internal error; quote request id {request_id} when reporting it",
+                ) from exc
+            except WorkerError as exc:
+                if isinstance(exc, JobTimeout):
+                    raise
+                raise ApiError(500, exc.code, str(exc)) from exc
+        except ClientDisconnect:
+            request.state.client_disconnected = True
+            raise
         finally:
+            if admitted:
+                pending["n"] -= 1
             if settings.storage_dir is None:
                 _remove_when_done(folder, job)
         request.state.score_seconds = record.get("seconds")
@@ -211,6 +300,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     app.state.settings = settings
     app.state.model_info = info
+    app.state.scoring = pool
     return app
 
 
@@ -244,6 +334,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
         )
         return respond(request, 400, "invalid_request", f"invalid request: {where}")
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # Nobody is left to read this answer; the log line says "disconnected", not 500.
+        request.state.client_disconnected = True
+        return respond(request, 400, "client_disconnected", "the client closed the connection")
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

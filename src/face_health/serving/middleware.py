@@ -32,12 +32,21 @@ def internal_error_response(request_id: str | None) -> JSONResponse:
     return JSONResponse(error_body(500, "internal_error", message, request_id), status_code=500)
 
 
-def log_internal_error(exc: BaseException, request_id: str | None) -> None:
+def log_internal_error(
+    exc: BaseException,
+    request_id: str | None,
+    *,
+    where: str | None = None,
+    exc_type: str | None = None,
+) -> None:
     """Log where an unexpected error happened (type, files, lines, functions), not its
-    message or local values, which may hold data from the scan."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = " <- ".join(f"{f.filename}:{f.lineno}:{f.name}" for f in reversed(frames[-8:]))
-    logger.error("request_id=%s internal error %s at %s", request_id, type(exc).__name__, where)
+    message or local values, which may hold data from the scan. ``where`` and ``exc_type``
+    describe an error raised in the scoring worker (its frames are in another process)."""
+    if where is None:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = " <- ".join(f"{f.filename}:{f.lineno}:{f.name}" for f in reversed(frames[-8:]))
+    name = exc_type or type(exc).__name__
+    logger.error("request_id=%s internal error %s at %s", request_id, name, where)
 
 
 class RequestContextMiddleware:
@@ -71,12 +80,16 @@ class RequestContextMiddleware:
                 await internal_error_response(request_id)(scope, receive, send_with_id)
         finally:
             extras = " ".join(f"{k}={state[k]}" for k in LOGGED_STATE if k in state)
+            shown: Any = status[0] if status else "none"
+            if state.get("client_disconnected"):  # not an error of the service: no 500
+                shown = "disconnected"
+                extras = f"client disconnected before the answer {extras}".rstrip()
             logger.info(
                 "request_id=%s method=%s path=%s status=%s seconds=%.3f %s",
                 request_id,
                 scope.get("method"),
                 scope.get("path"),
-                status[0] if status else "none",
+                shown,
                 time.perf_counter() - started,
                 extras,
             )

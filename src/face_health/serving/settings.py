@@ -48,12 +48,31 @@ class ServingSettings:
         Most entries in a zip (413).
     max_compression_ratio : float
         Largest uncompressed / compressed size of one zip entry (413).
-    max_texture_megapixels : float
-        Largest texture image, in millions of pixels (413).
+    max_texture_pixels : int
+        Largest texture image, in pixels (413): not a serving setting but the project's
+        ``ingest.max_texture_pixels``, the one limit ingest applies for every entry point.
     request_timeout_s : float
         Time limit of one prediction request, upload included (504).
     max_pending : int
-        Prediction requests in flight at once; more get 503 at once.
+        Prediction requests in flight at once, counted once their upload has arrived;
+        more get 503 at once.
+    header_timeout_s : float
+        Time a client has to send a request's line and headers, from its first byte (or
+        from connecting); then 408 and the connection is closed.
+    max_header_kb : float
+        Largest request line plus headers (431).
+    max_url_kb : float
+        Longest request target, path and query (414).
+    min_upload_kb_per_s : float
+        Slowest upload accepted, measured over ``upload_rate_window_s`` (408).
+    upload_rate_window_s : float
+        The window over which the upload rate is measured.
+    keep_alive_timeout_s : float
+        How long an idle keep-alive connection stays open between requests.
+    worker_start_method : str
+        ``spawn`` or ``forkserver``: how the scoring worker process is started.
+    worker_start_timeout_s : float
+        Time a scoring worker may take to load and warm up the model.
     storage_dir : Path or None
         Keep each upload in ``storage_dir/<request id>/``; ``None`` deletes it after the request.
     ssl_certfile, ssl_keyfile : Path or None
@@ -71,9 +90,16 @@ class ServingSettings:
     max_uncompressed_mb: float = 300.0
     max_zip_entries: int = 16
     max_compression_ratio: float = 100.0
-    max_texture_megapixels: float = 64.0
     request_timeout_s: float = 120.0
     max_pending: int = 8
+    header_timeout_s: float = 10.0
+    max_header_kb: float = 32.0
+    max_url_kb: float = 8.0
+    min_upload_kb_per_s: float = 10.0
+    upload_rate_window_s: float = 10.0
+    keep_alive_timeout_s: float = 5.0
+    worker_start_method: str = "spawn"
+    worker_start_timeout_s: float = 600.0
     storage_dir: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
@@ -87,8 +113,22 @@ class ServingSettings:
         return int(self.max_uncompressed_mb * 2**20)
 
     @property
+    def max_header_bytes(self) -> int:
+        return int(self.max_header_kb * 1024)
+
+    @property
+    def max_url_bytes(self) -> int:
+        return int(self.max_url_kb * 1024)
+
+    @property
+    def min_upload_bytes_per_s(self) -> float:
+        return self.min_upload_kb_per_s * 1024
+
+    @property
     def max_texture_pixels(self) -> int:
-        return int(self.max_texture_megapixels * 1e6)
+        from face_health.ingest.limits import project_texture_pixel_limit
+
+        return project_texture_pixel_limit()
 
     def with_overrides(self, **overrides: Any) -> ServingSettings:
         """A copy with the given fields replaced; ``None`` values are ignored (flag not given)."""
@@ -191,19 +231,38 @@ def check_startup(settings: ServingSettings) -> None:
         "max_uncompressed_mb": settings.max_uncompressed_mb,
         "max_zip_entries": settings.max_zip_entries,
         "max_compression_ratio": settings.max_compression_ratio,
-        "max_texture_megapixels": settings.max_texture_megapixels,
         "request_timeout_s": settings.request_timeout_s,
         "max_pending": settings.max_pending,
+        "header_timeout_s": settings.header_timeout_s,
+        "max_header_kb": settings.max_header_kb,
+        "max_url_kb": settings.max_url_kb,
+        "min_upload_kb_per_s": settings.min_upload_kb_per_s,
+        "upload_rate_window_s": settings.upload_rate_window_s,
+        "keep_alive_timeout_s": settings.keep_alive_timeout_s,
+        "worker_start_timeout_s": settings.worker_start_timeout_s,
     }
-    bad = [name for name, value in limits.items() if not value > 0]
+    bad = [name for name, value in limits.items() if not _positive(value)]
     if bad:
-        raise SettingsError(f"these serving limits must be positive: {', '.join(bad)}")
+        raise SettingsError(f"these serving limits must be positive numbers: {', '.join(bad)}")
+    if settings.max_url_kb > settings.max_header_kb:
+        raise SettingsError("max_url_kb must not exceed max_header_kb (the URL is in the header)")
+    if settings.worker_start_method not in ("spawn", "forkserver"):
+        raise SettingsError(
+            f"worker_start_method must be spawn or forkserver, not {settings.worker_start_method!r}"
+        )
     tls = [settings.ssl_certfile, settings.ssl_keyfile]
     if any(tls) and not all(tls):
         raise SettingsError("HTTPS needs both ssl_certfile and ssl_keyfile")
     missing = [str(path) for path in tls if path is not None and not Path(path).is_file()]
     if missing:
         raise SettingsError(f"TLS files not found: {', '.join(missing)}")
+
+
+def _positive(value: Any) -> bool:
+    """A finite number above zero (not a bool, not inf or NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 < value < float("inf")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

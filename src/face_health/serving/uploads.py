@@ -10,9 +10,11 @@ Every refusal is an :class:`~face_health.serving.errors.ApiError` with its HTTP 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import stat
+import time
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -66,6 +68,47 @@ def too_large(what: str, limit_bytes: int) -> ApiError:
     return ApiError(
         413, "payload_too_large", f"{what} is larger than the limit of {limit_bytes / 2**20:g} MB"
     )
+
+
+async def paced(
+    chunks: AsyncIterator[bytes],
+    min_bytes_per_s: float,
+    window_s: float,
+    clock=time.monotonic,
+) -> AsyncIterator[bytes]:
+    """``chunks`` as they come, as long as the client keeps up a minimum upload rate.
+
+    The rate is measured over windows of ``window_s`` seconds: from the first read, and
+    again from each point where a window's quota (``min_bytes_per_s * window_s`` bytes)
+    was met, the next quota must arrive within ``window_s``. A client that sends 1 byte
+    every 2 s fails after one window, whatever its total; a fast client never waits on this.
+
+    Raises
+    ------
+    ApiError
+        408 ``upload_too_slow`` when a window ends short of its quota.
+    """
+    quota = min_bytes_per_s * window_s
+    iterator = chunks.__aiter__()
+    window_end = clock() + window_s
+    got = 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(iterator), max(0.0, window_end - clock()))
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ApiError(
+                408,
+                "upload_too_slow",
+                f"the upload was slower than the minimum of {min_bytes_per_s / 1024:g} KB/s "
+                f"(measured over {window_s:g} s); send it again on a better connection",
+                headers={"Connection": "close"},
+            ) from None
+        got += len(chunk)
+        if got >= quota:
+            window_end, got = clock() + window_s, 0
+        yield chunk
 
 
 async def receive_upload(

@@ -12,7 +12,7 @@ import trimesh
 
 from face_health.alignment.similarity import landmark_table_to_dict
 from face_health.config import ContactSheetSettings, IngestSettings, QcSettings, SplitSettings
-from face_health.ingest.clinical import validate_clinical
+from face_health.ingest.clinical import raise_if_unusable, validate_clinical
 from face_health.ingest.raw_cohort import prepare_raw_cohort
 from face_health.ingest.scan import group_scan_files, ingest_scan
 from face_health.ingest.splits import make_splits
@@ -77,14 +77,27 @@ def ingest_scans(
 def validate_clinical_table(
     raw_clinical: pd.DataFrame, raw_cohort: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Check the clinical table against the target schema (units, ranges, ids).
+    """Check the clinical table against the target schema (units, ranges, ids, required
+    cells, unknown columns).
 
+    Table-level problems (missing or duplicate ids) are issue rows here, so that
+    ``clinical_issues`` is written before :func:`check_clinical_table` stops the run on them.
     ``raw_cohort`` is taken only so that this runs after the cohort exists.
     """
-    clinical, issues = validate_clinical(raw_clinical)
+    clinical, issues = validate_clinical(raw_clinical, raise_unusable=False)
     for level, count in issues["severity"].value_counts().items():
         logger.warning("clinical table: %d %s(s); see clinical_issues", count, level)
     return clinical, issues
+
+
+def check_clinical_table(checked: pd.DataFrame, clinical_issues: pd.DataFrame) -> pd.DataFrame:
+    """The validated table as ``clinical``, once its issues are written: a table with
+    missing or duplicate ids stops the run here with one line (``ClinicalTableError``)."""
+    try:
+        raise_if_unusable(clinical_issues, "clinical_issues.csv (08_reporting)")
+    except ValueError as exc:  # one line, no chained parser traceback
+        raise type(exc)(str(exc)) from None
+    return checked
 
 
 def build_qc_report(

@@ -21,8 +21,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.validate_clinical_table,
                 ["raw_clinical", "raw_cohort"],
-                ["clinical", "clinical_issues"],
+                ["clinical_checked", "clinical_issues"],
                 name="validate_clinical_table",
+            ),
+            Node(  # after clinical_issues is written: stops on missing or duplicate ids
+                nodes.check_clinical_table,
+                ["clinical_checked", "clinical_issues"],
+                "clinical",
+                name="check_clinical_table",
             ),
             Node(
                 nodes.split_subjects,

@@ -10,12 +10,11 @@ models.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import statistics
 from pathlib import Path
 from time import perf_counter
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,10 +22,10 @@ import pandas as pd
 from face_health import schema
 from face_health.config import (
     CohortSourceSettings,
+    FinalTestSettings,
     InferenceSettings,
     ModellingSettings,
     QcSettings,
-    Section,
     SettingsError,
 )
 from face_health.errors import DataError
@@ -44,29 +43,6 @@ RESERVED_SEEDS: dict[int, str] = {
     777: "the latent pool of benchmarks/oracle_bench.py",
     1: "the cohort the shipped landmark checkpoint was trained on (benchmarks/README.md)",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class FinalTestCohortSettings:
-    """``final_test.cohort``: the simulated final test cohort."""
-
-    n: int
-    seed: int
-    n_jobs: int
-
-
-@dataclasses.dataclass(frozen=True)
-class FinalTestSettings(Section):
-    """``final_test``: the cohort behind the README's headline numbers, and the model."""
-
-    SECTION: ClassVar[str] = "final_test"
-    FILE: ClassVar[str] = "conf/*/parameters_final_test.yml"
-
-    path: str
-    model: str | None
-    cohort: FinalTestCohortSettings
-    n_jobs: int
-    pairs: tuple[tuple[str, str], ...]
 
 
 def prepare_final_test_cohort(
