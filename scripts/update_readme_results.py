@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", type=Path, help="copy a run's tables from here")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/final_test")
-    parser.add_argument(
-        "--development", type=Path, default=ROOT / "benchmarks/results/development"
-    )
+    parser.add_argument("--development", type=Path, default=ROOT / "benchmarks/results/development")
     parser.add_argument(
         "--ceilings", type=Path, default=ROOT / "benchmarks/results/oracle_ceilings.csv"
     )
