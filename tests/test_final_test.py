@@ -33,7 +33,7 @@ def test_the_final_test_settings_build_in_both_environments() -> None:
         assert settings.pairs == (("mlp", "linear"), ("mlp", "mean"), ("linear", "mean"))
         assert settings.path.endswith("01_raw/final_test_cohort")
     base = FinalTestSettings.from_parameters(_parameters("base")["final_test"])
-    assert base.cohort.n == 300
+    assert base.cohort.n == 200
     with pytest.raises(SettingsError, match="unknown key"):
         FinalTestSettings.from_parameters({**_parameters()["final_test"], "sed": 1})
 
