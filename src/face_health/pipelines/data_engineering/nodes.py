@@ -90,6 +90,17 @@ def validate_clinical_table(
     return clinical, issues
 
 
+def validate_and_report_clinical(
+    raw_clinical: pd.DataFrame, raw_cohort: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """:func:`validate_clinical_table`, with its issues twice: ``clinical_issues`` (the
+    report, saved when this node ends) and an in-memory copy for
+    :func:`check_clinical_table`, which then never reads a reporting-layer dataset (a cycle
+    of data layers would make kedro viz drop them all)."""
+    clinical, issues = validate_clinical_table(raw_clinical, raw_cohort)
+    return clinical, issues, issues.copy()
+
+
 def check_clinical_table(checked: pd.DataFrame, clinical_issues: pd.DataFrame) -> pd.DataFrame:
     """The validated table as ``clinical``, once its issues are written: a table with
     missing or duplicate ids stops the run here with one line (``ClinicalTableError``)."""

@@ -19,14 +19,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="ingest_scans",
             ),
             Node(
-                nodes.validate_clinical_table,
+                nodes.validate_and_report_clinical,
                 ["raw_clinical", "raw_cohort"],
-                ["clinical_checked", "clinical_issues"],
+                ["clinical_checked", "clinical_issues", "clinical_issue_rows"],
                 name="validate_clinical_table",
             ),
             Node(  # after clinical_issues is written: stops on missing or duplicate ids
                 nodes.check_clinical_table,
-                ["clinical_checked", "clinical_issues"],
+                ["clinical_checked", "clinical_issue_rows"],
                 "clinical",
                 name="check_clinical_table",
             ),
