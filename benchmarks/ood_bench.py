@@ -169,20 +169,23 @@ def main() -> None:
         print(f"real scans: {args.scans} absent, skipped")
         results["real"] = {"skipped": f"{args.scans} absent"}
 
-    with tempfile.TemporaryDirectory(prefix="ood_bench_") as tmp:
-        folder = Path(tmp) / "heldout"
-        print(f"simulating {args.n} held-out subjects (seed {args.seed}) ...", flush=True)
-        ensure_cohort(
-            folder,
-            n=args.n,
-            seed=args.seed,
-            settings=_cohort_settings(scorer),
-            n_jobs=args.jobs,
-            progress=False,
-        )
-        scans, _ = real_scan_files(folder / "scans")
-        simulated = score_all(scorer, scans, "simulated")
-    results["simulated"] = {**summarise(simulated), "scans": simulated}
+    if args.n < 1:  # e.g. the final test cohort already gave the held-out rate
+        results["simulated"] = {"skipped": "--n 0"}
+    else:
+        with tempfile.TemporaryDirectory(prefix="ood_bench_") as tmp:
+            folder = Path(tmp) / "heldout"
+            print(f"simulating {args.n} held-out subjects (seed {args.seed}) ...", flush=True)
+            ensure_cohort(
+                folder,
+                n=args.n,
+                seed=args.seed,
+                settings=_cohort_settings(scorer),
+                n_jobs=args.jobs,
+                progress=False,
+            )
+            scans, _ = real_scan_files(folder / "scans")
+            simulated = score_all(scorer, scans, "simulated")
+        results["simulated"] = {**summarise(simulated), "scans": simulated}
 
     print("\nsummary")
     for group in ("real", "simulated"):
