@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up face_health on a fresh Debian/Ubuntu machine: system libraries for headless
-# rendering (EGL + Mesa), a virtual environment in .venv, and the project with its dev tools.
+# rendering (EGL + Mesa), a virtual environment in .venv, and the project with its dev tools,
+# every package at the version requirements.lock pins (scripts/update_lock.sh rewrites it).
 # Safe to run again: every step is skipped or quick when already done.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,6 +22,8 @@ fi
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev]"
+# The lock as constraints: pyproject.toml says what the project needs, the lock which version
+# of everything (transitive dependencies, pip itself) gets installed.
+.venv/bin/python -m pip install -q -c requirements.lock --upgrade pip
+.venv/bin/python -m pip install -q -c requirements.lock -e ".[dev]"
 echo "face_health is set up in .venv"

@@ -16,7 +16,12 @@ The service scores in a worker process (``face_health.serving.worker``) that hol
 model, so memory is reported for both: ``--memory-at 0 100 300 500`` sends that many
 sequential requests (after the latency runs) and records, at each count, the resident set
 size of the server process and of its scoring worker, read from ``/proc`` (Linux; only
-when the benchmark started the server). To run it on the tiny model of a test project:
+when the benchmark started the server). ``--worst`` then sends the worst legal inputs of
+``benchmarks/ingest_cost_bench.py`` (a PLY just under the file limit, 1.2 M vertices, and a
+zipped OBJ whose texture is just under the pixel cap) and records each one's status, time
+and the scoring worker's peak resident memory (sampled every 50 ms). The server runs with a
+private ``TMPDIR``; what is left in it after the server stops is reported (``temp_left``: a
+model copy per start would show here). To run it on the tiny model of a test project:
 
     .venv/bin/python benchmarks/serving_bench.py --n 6 \
         --tracking-uri sqlite:////path/to/project/mlflow.db \
@@ -91,7 +96,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model: str | None, tracking_uri: str | None, token: str, log: Path):
+def start_server(model: str | None, tracking_uri: str | None, token: str, log: Path, tmpdir: Path):
     """``face-health serve`` on a free loopback port; returns (process, url)."""
     port = free_port()
     command = [sys.executable, "-m", "face_health.command_line", "serve",
@@ -101,6 +106,7 @@ def start_server(model: str | None, tracking_uri: str | None, token: str, log: P
     if tracking_uri:
         command += ["--tracking-uri", tracking_uri]
     env = {**os.environ, "FACE_HEALTH_API_TOKEN": token, "KEDRO_DISABLE_TELEMETRY": "true"}
+    env["TMPDIR"] = str(tmpdir)
     env.setdefault("PYOPENGL_PLATFORM", "egl")
     with open(log, "w") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
@@ -175,6 +181,84 @@ def memory_run(url: str, token: str, payloads: list, pid: int, checkpoints: list
     return rows
 
 
+def worst_payloads(folder: Path) -> list[tuple[str, str, bytes]]:
+    """The worst legal inputs of the ingest cost benchmark, as uploads."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from ingest_cost_bench import make_case
+
+    from face_health.config import base_section
+
+    limits = base_section("ingest").limits()
+    ply = make_case("ply_near_file_limit", folder / "ply", limits)
+    obj = make_case("texture_under_cap", folder / "texture", limits)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for path in sorted(obj.parent.iterdir()):
+            zf.write(path, path.name)
+    return [
+        ("ply_near_file_limit", "worst.ply", ply.read_bytes()),
+        ("texture_under_cap", "worst.zip", buffer.getvalue()),
+    ]
+
+
+def worst_run(url: str, token: str, pid: int, folder: Path) -> list[dict]:
+    """Each worst legal input once: status, reason, seconds, the worker's peak RSS."""
+    import threading
+
+    headers = {"Authorization": f"Bearer {token}"}
+    rows = []
+    with httpx.Client(headers=headers, timeout=600) as client:
+        for kind, name, data in worst_payloads(folder):
+            before = process_memory(pid)
+            peak = {"worker": before["worker_rss_mb"] or 0.0, "total": before["total_rss_mb"]}
+            done = threading.Event()
+
+            def sample(peak=peak, done=done) -> None:
+                while not done.wait(0.05):
+                    now = process_memory(pid)
+                    peak["worker"] = max(peak["worker"], now["worker_rss_mb"] or 0.0)
+                    peak["total"] = max(peak["total"], now["total_rss_mb"])
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            started = time.perf_counter()
+            response = client.post(f"{url}/v1/predictions", files={"scan": (name, data)})
+            seconds = time.perf_counter() - started
+            done.set()
+            sampler.join()
+            body = response.json()
+            reason = (body.get("qc") or {}).get("reason") or body.get("detail") or ""
+            row = {
+                "input": kind,
+                "upload_mb": round(len(data) / 2**20, 1),
+                "status": response.status_code,
+                "reason": str(reason)[:300],
+                "seconds": round(seconds, 1),
+                "worker_rss_before_mb": before["worker_rss_mb"],
+                "worker_peak_rss_mb": round(peak["worker"], 1),
+                "total_peak_rss_mb": round(peak["total"], 1),
+                "worker_rss_after_mb": process_memory(pid)["worker_rss_mb"],
+            }
+            rows.append(row)
+            print(
+                f"worst input {kind} ({row['upload_mb']} MB): status {row['status']} in "
+                f"{row['seconds']} s, worker peak {row['worker_peak_rss_mb']} MB "
+                f"(before {row['worker_rss_before_mb']} MB)"
+            )
+    return rows
+
+
+def folder_entries(folder: Path) -> list[dict]:
+    """What is in ``folder``: each entry's name and size in MB."""
+    out = []
+    for entry in sorted(folder.iterdir()):
+        files = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
+        out.append(
+            {"name": entry.name, "mb": round(sum(f.stat().st_size for f in files) / 2**20, 1)}
+        )
+    return out
+
+
 def send(client: httpx.Client, url: str, payload: tuple[str, str, bytes]) -> dict:
     kind, name, data = payload
     started = time.perf_counter()
@@ -230,6 +314,9 @@ def main() -> None:
         default=[],
         help="request counts at which to record server and worker memory, e.g. 0 100 300 500",
     )
+    parser.add_argument(
+        "--worst", action="store_true", help="also send the worst legal inputs (peak memory)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -239,9 +326,11 @@ def main() -> None:
         url, token = args.url.rstrip("/"), os.environ.get("FACE_HEALTH_API_TOKEN", "")
     else:
         token = secrets.token_urlsafe(24)
-        log = Path(tempfile.mkdtemp(prefix="serving_bench_")) / "server.log"
+        scratch = Path(tempfile.mkdtemp(prefix="serving_bench_"))
+        log, server_tmp = scratch / "server.log", scratch / "server_tmp"
+        server_tmp.mkdir()
         print(f"server log: {log}")
-        process, url = start_server(args.model, args.tracking_uri, token, log)
+        process, url = start_server(args.model, args.tracking_uri, token, log, server_tmp)
     try:
         headers = {"Authorization": f"Bearer {token}"}
         model = httpx.get(f"{url}/v1/model", headers=headers, timeout=30).json()
@@ -262,10 +351,16 @@ def main() -> None:
                 print("--memory-at needs the benchmark to start the server (no --url)")
             else:
                 memory = memory_run(url, token, payloads, process.pid, args.memory_at)
+        worst = []
+        if args.worst and process is not None:
+            worst = worst_run(url, token, process.pid, scratch / "worst")
     finally:
         if process is not None:
             process.terminate()
             process.wait(timeout=60)
+    temp_left = folder_entries(server_tmp) if process is not None else None
+    if temp_left is not None:
+        print(f"left in the server's TMPDIR after it stopped: {temp_left or 'nothing'}")
     report = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
@@ -282,6 +377,8 @@ def main() -> None:
         "warm_up_s": round(warm["seconds"], 2),
         "levels": levels,
         "memory": memory,
+        "worst_legal_inputs": worst,
+        "temp_left": temp_left,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

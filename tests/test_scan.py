@@ -408,6 +408,8 @@ def test_ingest_settings_refuse_unknown_keys_and_match_the_function() -> None:
             "max_texture_pixels": 1_000_000,
             "texture_working_size": 512,
             "max_vertices": 2000,
+            "warn_surface_noise_deg": 20,
+            "max_surface_noise_deg": 45,
         }
     )
     from face_health.ingest.limits import ScanLimits
@@ -423,7 +425,13 @@ def test_ingest_settings_refuse_unknown_keys_and_match_the_function() -> None:
             texture_working_size=512,
             max_vertices=2000,
         ),
+        "warn_surface_noise_deg": 20.0,
+        "max_surface_noise_deg": 45.0,
     }
+    with pytest.raises(SettingsError, match="max_surface_noise_deg"):
+        IngestSettings.from_parameters(
+            {**settings.to_parameters(), "warn_surface_noise_deg": 50, "max_surface_noise_deg": 40}
+        )
     with pytest.raises(SettingsError, match="max_vertices.*at least vertex_budget"):
         IngestSettings.from_parameters({**settings.to_parameters(), "max_vertices": 10})
     with pytest.raises(SettingsError, match="max_file_mb must be a positive, finite"):

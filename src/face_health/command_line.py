@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -131,7 +132,8 @@ def check_scan(scan: Path, units: str | None, env: str | None) -> None:
     """Read, clean and QC one scan with the project's ingest settings; print its QC record as
     JSON (exit 1 if it failed)."""
     _, qc = _ingest(scan, units, env)
-    click.echo(json.dumps(qc, indent=2, default=str))
+    plain = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in qc.items()}
+    click.echo(json.dumps(plain, indent=2, default=str))  # valid JSON: no NaN
     if qc["status"] == "failed":
         sys.exit(1)
 

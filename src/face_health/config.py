@@ -207,8 +207,17 @@ class IngestSettings(Section):
     max_texture_pixels: int
     texture_working_size: int
     max_vertices: int
+    #: Surface noise (median angle between neighbouring triangles' normals, degrees) above
+    #: which a scan is a warning, and above which it fails (``face_health.ingest.surface``).
+    warn_surface_noise_deg: float
+    max_surface_noise_deg: float
 
     def __post_init__(self) -> None:
+        if not 0 < self.warn_surface_noise_deg <= self.max_surface_noise_deg < 180:
+            raise ValueError(
+                "need 0 < warn_surface_noise_deg <= max_surface_noise_deg < 180 (degrees), got "
+                f"{self.warn_surface_noise_deg} and {self.max_surface_noise_deg}"
+            )
         for name in ("max_file_mb", "max_texture_pixels", "texture_working_size", "max_vertices"):
             value = getattr(self, name)
             if not (value > 0 and value != float("inf")):
@@ -238,6 +247,8 @@ class IngestSettings(Section):
             "min_component_fraction": self.min_component_fraction,
             "require_colour": self.require_colour,
             "limits": self.limits(),
+            "warn_surface_noise_deg": self.warn_surface_noise_deg,
+            "max_surface_noise_deg": self.max_surface_noise_deg,
         }
 
 
@@ -305,6 +316,9 @@ class LandmarkSettings(Section):
     train: bool
     checkpoint: str | None
     min_confidence: float
+    #: Mean CNN confidence over the landmarks below which the scan fails (not a face the
+    #: network can read: simulated faces 0.85-0.92, a real scan 0.87; an inside-out face 0.31).
+    min_mean_confidence: float
     n_jobs: int
     seed: int
     views: Any  # TrainingViewSettings
@@ -388,6 +402,9 @@ class RadiomicsSettings(Section):
     region_topology: typing.Literal["fitted", "scan"]
     mm_per_pixel: float
     levels: int
+    #: More empty regions than this fail the scan: an empty region's radiomics would be
+    #: filled in from the training cohort, describing an average face there, not this one.
+    max_empty_regions: int
     n_jobs: int
     picture_subjects: int
 
@@ -431,6 +448,8 @@ class ModellingSettings(Section):
     torch_threads: int
     mlp: MlpSettings
     ood_percentile: float
+    #: ``ood_score`` above which a scan is refused (no predictions) rather than flagged.
+    ood_refuse_score: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,6 +49,7 @@ from face_health.ingest.limits import (
     using_limits,
     working_image,
 )
+from face_health.ingest.surface import orient_outward, surface_noise_deg
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 COMPANION_SUFFIXES = (
@@ -61,7 +62,7 @@ HEAVY_CLEANING_FRACTION = 0.2
 QC_COLUMNS = (
     "subject_id", "status", "reason", "source_format", "n_vertices_raw", "n_faces_raw",
     "n_vertices", "n_faces", "bbox_x_mm", "bbox_y_mm", "bbox_z_mm", "units_inferred",
-    "scale_to_mm", "has_texture", "has_vertex_colors", "seconds",
+    "scale_to_mm", "has_texture", "has_vertex_colors", "surface_noise_deg", "rewound", "seconds",
 )  # fmt: skip
 
 
@@ -370,6 +371,8 @@ def ingest_scan(
     require_colour: bool = False,
     plausible_width_mm: tuple[float, float] = (90.0, 700.0),
     limits: ScanLimits | None = None,
+    warn_surface_noise_deg: float = 20.0,
+    max_surface_noise_deg: float = 45.0,
 ) -> tuple[trimesh.Trimesh | None, dict[str, Any]]:
     """Read, clean and scale one scan to millimetres, recording QC; never raises on bad data.
 
@@ -396,6 +399,12 @@ def ingest_scan(
         around the loader too: files and textures above them are refused (a failed row),
         textures downsampled, meshes above ``max_vertices`` decimated before cleaning. None
         (a library call) reads without limits.
+    warn_surface_noise_deg, max_surface_noise_deg : float
+        Surface noise (:func:`face_health.ingest.surface.surface_noise_deg`, the median angle
+        between neighbouring triangles' normals, recorded as ``surface_noise_deg``) above
+        which the scan is a warning, and above which it fails: shading, curvature and the
+        landmarks would read the noise. Faces wound inward (a mirrored or inverted export)
+        are re-wound outward (``rewound``, a warning).
 
     Returns
     -------
@@ -410,8 +419,12 @@ def ingest_scan(
     start = perf_counter()
     record: dict[str, Any] = dict.fromkeys(QC_COLUMNS, 0)
     record.update(subject_id=subject_id, status="ok", reason="", units_inferred="")
-    record.update(dict.fromkeys(("bbox_x_mm", "bbox_y_mm", "bbox_z_mm", "scale_to_mm"), math.nan))
-    record.update(has_texture=False, has_vertex_colors=False)
+    record.update(
+        dict.fromkeys(
+            ("bbox_x_mm", "bbox_y_mm", "bbox_z_mm", "scale_to_mm", "surface_noise_deg"), math.nan
+        )
+    )
+    record.update(has_texture=False, has_vertex_colors=False, rewound=False)
     is_loader = callable(source)
     record["source_format"] = "" if is_loader else Path(source).suffix.lower().lstrip(".")
     problems: list[str] = []
@@ -462,6 +475,15 @@ def ingest_scan(
         record.update(bbox_z_mm=float(extents[2]), units_inferred=used_units)
         record.update(scale_to_mm=float(scale), has_texture=texture_image(result) is not None)
         record["has_vertex_colors"] = has_vertex_colors(result)
+        noise = surface_noise_deg(result)
+        record["surface_noise_deg"] = round(noise, 2)
+        if not noise <= max_surface_noise_deg:  # NaN too: no two faces share an edge
+            raise ScanError(_noise_message(noise, max_surface_noise_deg, "above"))
+        if noise > warn_surface_noise_deg:
+            problems.append(_noise_message(noise, warn_surface_noise_deg, "warning above"))
+        record["rewound"] = orient_outward(result)
+        if record["rewound"]:
+            problems.append("faces wound inward (a mirrored or inverted export): re-wound outward")
         record["status"] = "warning" if problems else "ok"
         if not (record["has_texture"] or record["has_vertex_colors"]):
             if require_colour:  # the model reads skin colour: shape alone would mislead it
@@ -541,6 +563,16 @@ def _downsample_texture(mesh: trimesh.Trimesh, limits: ScanLimits | None) -> str
     return (
         f"texture downsampled from {image.width} x {image.height} to {small.width} x "
         f"{small.height} pixels (ingest.texture_working_size)"
+    )
+
+
+def _noise_message(noise: float, limit: float, kind: str) -> str:
+    if not math.isfinite(noise):
+        return "no surface: no two triangles share an edge"
+    return (
+        f"surface noise: neighbouring triangles' normals differ by a median {noise:.0f} degrees "
+        f"({kind} {limit:.0f}; smooth skin: under 10), so shading, curvature and landmarks "
+        "would read the noise, not the face"
     )
 
 

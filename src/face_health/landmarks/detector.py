@@ -313,5 +313,6 @@ def detect_one(
             method=settings.method,
             settings=settings.model_fit,
             min_confidence=settings.min_confidence,
+            min_mean_confidence=settings.min_mean_confidence,
         )
     return table, qc, None if vertices is None else vertices.astype(np.float32)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import trimesh
 
-from face_health.errors import ModelFitError
+from face_health.errors import ModelFitError, NoFaceFoundError
 from face_health.landmarks.fitted import fitted_landmarks, region_residuals
 from face_health.landmarks.model_fit import FitSettings
 
@@ -41,6 +41,7 @@ def locate_landmarks(
     method: str = "fit",
     settings: FitSettings | None = None,
     min_confidence: float = 0.3,
+    min_mean_confidence: float = 0.5,
 ) -> tuple[pd.DataFrame, dict[str, Any], np.ndarray | None]:
     """Landmarks of ``mesh`` (mm), the stage's QC record and the fitted model's vertices.
 
@@ -55,13 +56,23 @@ def locate_landmarks(
     correspondence that ``fitted.transfer_regions`` cuts the regions with.
 
     Raises a ``DataError`` (also a ``ValueError``) when no face is found
-    (``NoFaceFoundError``), too few landmarks start the fit (``TooFewLandmarksError``) or the
-    model cannot follow the scan (``ModelFitError``); an unknown ``method`` is a
-    ``ValueError`` (a setting, not the data).
+    (``NoFaceFoundError``; also when the CNN's mean confidence is below
+    ``min_mean_confidence``: not a face the network can read), too few landmarks start the
+    fit (``TooFewLandmarksError``) or the model cannot follow the scan (``ModelFitError``);
+    an unknown ``method`` is a ``ValueError`` (a setting, not the data).
     """
     if method not in METHODS:
         raise ValueError(f"unknown landmark method {method!r}; use one of {METHODS}")
     cnn = detector.detect(mesh)
+    mean_confidence = float(cnn["confidence"].fillna(0.0).mean())
+    if not mean_confidence >= min_mean_confidence:
+        unsure = int((cnn["status"] != "ok").sum() + (cnn["confidence"] < min_confidence).sum())
+        raise NoFaceFoundError(
+            f"the landmark network is unsure this is a face: mean confidence "
+            f"{mean_confidence:.2f} < {min_mean_confidence:g} (landmarks.min_mean_confidence; "
+            f"faces it reads: 0.85-0.92), {unsure} of {len(cnn)} landmarks unplaced or below "
+            f"{min_confidence:g}"
+        )
     failed = cnn.loc[cnn["status"] != "ok", "name"].tolist()
     low = cnn.loc[(cnn["status"] == "ok") & (cnn["confidence"] < min_confidence), "name"]
     reasons = []

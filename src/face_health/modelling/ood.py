@@ -120,6 +120,9 @@ class DistributionMonitor(BaseEstimator):
     percentile : float
         Percentile of the validation distances that is a space's threshold (``ood_score``
         1.0); a scan beyond it in any space is flagged.
+    refuse_score : float
+        ``ood_score`` above which a scan is refused rather than flagged (the scorer then
+        gives no predictions; ``modelling.ood_refuse_score``).
 
     Attributes (after ``fit``)
     --------------------------
@@ -141,8 +144,9 @@ class DistributionMonitor(BaseEstimator):
         Per space, the distances of those subjects (by subject id), for reports.
     """
 
-    def __init__(self, percentile: float = 99.0) -> None:
+    def __init__(self, percentile: float = 99.0, refuse_score: float = 3.0) -> None:
         self.percentile = percentile
+        self.refuse_score = refuse_score
 
     # ------------------------------------------------------------------ fit
 

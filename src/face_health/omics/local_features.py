@@ -15,6 +15,7 @@ import trimesh
 
 from face_health import schema
 from face_health.alignment.similarity import landmark_table_to_dict
+from face_health.errors import RegionError
 from face_health.landmarks.fitted import face_regions
 from face_health.omics.radiomics import subject_radiomics
 from face_health.omics.regions import RegionMap, region_qc
@@ -62,6 +63,14 @@ def subject_local_features(
 ) -> SubjectRegions:
     """Regions (:func:`subject_regions`), region QC and radiomics of one aligned face (mm)."""
     region_map = subject_regions(mesh, landmark_table, fitted_vertices, settings)
+    qc = region_qc(region_map, mesh)
+    empty = len(schema.REGIONS) - qc["n_regions_nonempty"]
+    if empty > settings.max_empty_regions:
+        raise RegionError(
+            f"{empty} of {len(schema.REGIONS)} regions empty ({qc['region_reason']}), more than "
+            f"radiomics.max_empty_regions {settings.max_empty_regions}: their features would "
+            "be the training cohort's, not this face's (a scan that does not cover the face)"
+        )
     row = subject_radiomics(
         mesh,
         {r: region_map.faces_of(r) for r in schema.REGIONS},
@@ -69,4 +78,4 @@ def subject_local_features(
         mm_per_pixel=settings.mm_per_pixel,
         levels=settings.levels,
     )
-    return SubjectRegions(region_map, row, region_qc(region_map, mesh))
+    return SubjectRegions(region_map, row, qc)

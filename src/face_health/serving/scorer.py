@@ -190,42 +190,62 @@ class ScanScorer:
                 record["qc_reason"] = _join(record["qc_reason"], f"{type(exc).__name__}: {exc}")
             else:
                 raw = self.health_models.predict(features, model="mlp", bounded=False)
-                record.update(raw.drop(columns=schema.ID_COLUMN).iloc[0].to_dict())
+                predictions = raw.drop(columns=schema.ID_COLUMN).iloc[0].to_dict()
+                ood = self.out_of_distribution(features)
+                ood_reason = ood.pop("ood_reason", "")
                 record.update(stage_qc)
-                clipped = []
-                for name in schema.REGRESSION_TARGETS:
-                    if name in record:
-                        value, outside = schema.bound_prediction(name, [record[name]])
-                        if outside[0]:
-                            unit = schema.TARGET_BY_NAME[name].unit
-                            clipped.append(f"{name} {record[name]:.3g} -> {value[0]:.3g} {unit}")
-                            record[name] = float(value[0])
-                if clipped:  # a value no person has: the scan is far from what the model knows
-                    record["qc_status"] = (
-                        "warning" if record["qc_status"] == "ok" else (record["qc_status"])
-                    )
-                    record["qc_reason"] = _join(
-                        record["qc_reason"],
-                        "predictions outside the plausible range, clipped: " + ", ".join(clipped),
-                    )
-                for stage in ("alignment", "region"):
-                    if stage_qc.get(f"{stage}_status") == "warning":
+                record.update(ood)
+                refused = self.refusal(predictions, ood)
+                if refused:  # an answer no person has, or a face unlike any the model knows
+                    record["qc_status"] = "failed"
+                    record["qc_reason"] = _join(record["qc_reason"], refused)
+                else:
+                    record.update(predictions)
+                    warnings = [
+                        stage_qc[f"{stage}_reason"]
+                        for stage in ("alignment", "region")
+                        if stage_qc.get(f"{stage}_status") == "warning"
+                    ]
+                    if ood.get("ood_flag"):  # scored, but further out than most faces it knows
+                        warnings.append(ood_reason)
+                    for reason in warnings:
                         record["qc_status"] = (
                             "warning" if record["qc_status"] == "ok" else record["qc_status"]
                         )
-                        record["qc_reason"] = _join(
-                            record["qc_reason"], stage_qc[f"{stage}_reason"]
-                        )
-                ood = self.out_of_distribution(features)
-                reason = ood.pop("ood_reason", "")
-                record.update(ood)
-                if ood.get("ood_flag"):  # scored, but far from every face the model knows
-                    record["qc_status"] = (
-                        "warning" if record["qc_status"] == "ok" else record["qc_status"]
-                    )
-                    record["qc_reason"] = _join(record["qc_reason"], reason)
+                        record["qc_reason"] = _join(record["qc_reason"], reason)
         record["seconds"] = round(time.perf_counter() - started, 2)
         return record
+
+    def refusal(self, predictions: dict[str, Any], ood: dict[str, Any]) -> str:
+        """Why the predictions of a scan must not be given ('' when they may): a regression
+        target outside its physiological range (``schema.Target.plausible``: no person has
+        it, so the features are not a face the model can read), or an ``ood_score`` above
+        ``modelling.ood_refuse_score``, carried by the ``ood_monitor`` (further from the
+        training cohort than any face it was calibrated on)."""
+        impossible = []
+        for name in schema.REGRESSION_TARGETS:
+            value = predictions.get(name)
+            if value is None:
+                continue
+            low, high = schema.TARGET_BY_NAME[name].plausible
+            if not low <= value <= high:  # NaN too
+                unit = schema.TARGET_BY_NAME[name].unit
+                impossible.append(f"{name} {value:.3g} {unit} (plausible {low:g}-{high:g})")
+        reasons = []
+        if impossible:
+            reasons.append(
+                "the model's answers are impossible for a person, so the scan is not a face it "
+                "can read: " + ", ".join(impossible)
+            )
+        limit = self.ood_monitor.refuse_score if self.ood_monitor is not None else math.inf
+        score = ood.get("ood_score")
+        if score is not None and math.isfinite(score) and score > limit:
+            reasons.append(
+                f"too far from the training cohort to predict: out-of-distribution score "
+                f"{score:.1f} > {limit:g} (modelling.ood_refuse_score; 1 = the 99th percentile "
+                "of the validation subjects)"
+            )
+        return "; ".join(reasons)
 
     def out_of_distribution(self, features: pd.DataFrame) -> dict[str, Any]:
         """The ``ood_monitor``'s verdict on one scan's features: ``ood_<space>`` distances,

@@ -246,9 +246,9 @@ def fit_ood_monitor(
     validation scores against the threshold (a figure) and the thresholds for MLflow."""
     settings = ModellingSettings.from_parameters(modelling)
     folds = getattr(embedding_model, "folds", None)
-    monitor = DistributionMonitor(percentile=settings.ood_percentile).fit(
-        model_input, splits, folds=folds
-    )
+    monitor = DistributionMonitor(
+        percentile=settings.ood_percentile, refuse_score=settings.ood_refuse_score
+    ).fit(model_input, splits, folds=folds)
     summary = monitor.summary()
     for name, space in summary["spaces"].items():
         logger.info(
