@@ -13,8 +13,8 @@
   amplitude comparable to the edge length turns the normals at random (76 degrees at 1 mm
   noise on 1.7 mm edges, 117 degrees at 5 mm). Shading, curvature and the landmarks then
   read the noise, not the face. The thresholds are ``ingest.warn_surface_noise_deg`` and
-  ``ingest.max_surface_noise_deg`` (``benchmarks/surface_noise_bench.py`` measures the
-  predictions' drift against them).
+  ``ingest.max_surface_noise_deg`` (chosen from these angles; how far predictions drift
+  with noise below them is not measured yet).
 """
 
 from __future__ import annotations
