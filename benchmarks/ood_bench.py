@@ -6,10 +6,18 @@ subjects, thresholds at the 99th percentile of the validation subjects) (a) the 
 and (b) ``--n`` new simulated subjects of a seed no cohort uses (31337; simulated into a
 temporary folder with the settings of the model's training cohort). A model trained on the
 synthetic cohort should flag the real scans and flag about 1-3 % of the simulated ones (two
-feature spaces, each at its 99th percentile). Prints the rates and score distributions and
+feature spaces, each at its 99th percentile). ``--formats obj ply`` scores each simulated
+subject also as a binary PLY with its texture sampled into vertex colours (what
+``benchmarks/serving_bench.py`` uploads), a legitimate input the model never saw in training.
+
+The score at which the service refuses to predict (``modelling.ood_refuse_score``) is derived
+here, on the simulated subjects of seed 31337 only: 1.5 times the largest score any of them
+gets in any of ``--formats``, rounded up to a whole number, so that no legitimate scan of the
+training distribution in a supported format is refused. The real scans are reported beside it
+and never used to choose it. Prints the rates, score distributions and the derived value and
 writes them to ``benchmarks/results/ood.json``. Usage (in the project, after training)::
 
-    .venv/bin/python benchmarks/ood_bench.py --model face_health@newest --n 20
+    .venv/bin/python benchmarks/ood_bench.py --model face_health@newest --n 20 --formats obj ply
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ from face_health.synthetic import CohortSettings, ensure_cohort  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 REAL_SCANS = ROOT.parent / "shared" / "real_scans"
 SEED = 31337  # no cohort of the project uses it (default 20261126, tiny 7, landmarks 1, ...)
+#: ``modelling.ood_refuse_score`` = ceil(REFUSE_MARGIN * the largest simulated score).
+REFUSE_MARGIN = 1.5
+FORMATS = ("obj", "ply")
 
 
 def real_scan_files(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
@@ -95,6 +106,32 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def as_ply(obj: Path, out: Path) -> Path:
+    """``out``: the textured OBJ as one binary PLY, its texture sampled into vertex colours."""
+    import trimesh
+
+    mesh = trimesh.load_mesh(obj, process=False, maintain_order=True)
+    mesh.visual = mesh.visual.to_color()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(mesh.export(file_type="ply", encoding="binary"))
+    return out
+
+
+def derived_refuse_score(by_format: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """``ceil(REFUSE_MARGIN * max score)`` over the simulated subjects of every format."""
+    maxima = {fmt: s["ood_score"]["max"] for fmt, s in by_format.items() if s.get("ood_score")}
+    if not maxima:
+        return None
+    largest = max(maxima.values())
+    return {
+        "value": float(math.ceil(REFUSE_MARGIN * largest)),
+        "rule": f"ceil({REFUSE_MARGIN} x the largest ood_score of the simulated subjects "
+        f"(seed {SEED}) over the formats {sorted(maxima)})",
+        "largest_simulated_score": largest,
+        "max_by_format": maxima,
+    }
+
+
 def _cohort_settings(scorer: Any) -> CohortSettings:
     """The synthetic settings of the model's training cohort (the defaults when absent)."""
     synthetic = (scorer.options.get("cohort") or {}).get("synthetic") or {}
@@ -125,6 +162,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20, help="held-out simulated subjects")
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the simulated subjects")
     parser.add_argument("--jobs", type=int, default=2, help="simulation processes")
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        choices=FORMATS,
+        default=["obj"],
+        help="score the simulated subjects as textured OBJ and/or vertex-coloured PLY",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ood.json")
     args = parser.parse_args()
     silence_known_library_noise()
@@ -184,12 +228,28 @@ def main() -> None:
                 progress=False,
             )
             scans, _ = real_scan_files(folder / "scans")
-            simulated = score_all(scorer, scans, "simulated")
-        results["simulated"] = {**summarise(simulated), "scans": simulated}
+            by_format: dict[str, dict[str, Any]] = {}
+            for fmt in args.formats:
+                if fmt == "ply":
+                    files = {s: as_ply(p, Path(tmp) / "ply" / f"{s}.ply") for s, p in scans.items()}
+                else:
+                    files = scans
+                rows = score_all(scorer, files, f"simulated {fmt}")
+                by_format[fmt] = {**summarise(rows), "scans": rows}
+        results["simulated"] = by_format.get("obj") or next(iter(by_format.values()))
+        results["simulated_by_format"] = {
+            fmt: {k: v for k, v in s.items() if k != "scans"} for fmt, s in by_format.items()
+        }
+        results["simulated_by_format_scans"] = {fmt: s["scans"] for fmt, s in by_format.items()}
+        results["derived_ood_refuse_score"] = derived_refuse_score(by_format)
 
     print("\nsummary")
-    for group in ("real", "simulated"):
-        s = results[group]
+    groups = {"real": results["real"]}
+    groups.update(
+        {f"sim {fmt}": s for fmt, s in (results.get("simulated_by_format") or {}).items()}
+        or {"simulated": results["simulated"]}
+    )
+    for group, s in groups.items():
         if "skipped" in s:
             print(f"  {group:<10} skipped ({s['skipped']})")
             continue
@@ -204,6 +264,13 @@ def main() -> None:
         print(
             f"  {group:<10} flagged {s['n_flagged']}/{s['n_scored']} scored ({rate}), "
             f"{s['n_failed_qc']} failed QC{shown}"
+        )
+    derived = results.get("derived_ood_refuse_score")
+    if derived:
+        print(
+            f"  derived modelling.ood_refuse_score: {derived['value']:g} ({derived['rule']}; "
+            f"largest {derived['largest_simulated_score']:.2f}); the model refuses above "
+            f"{monitor.refuse_score:g}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_clean(results), indent=2, default=str) + "\n")

@@ -6,6 +6,7 @@ the simulator and the pipelines agree (see ``shared/DESIGN.md`` section 2).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,6 +77,8 @@ CONDITIONS: tuple[str, ...] = tuple(t.name for t in TARGETS if t.kind == "condit
 #: Columns of the clinical table besides the targets. ``sex`` is optional for real cohorts but
 #: needed for the sex-specific condition thresholds; the simulator always writes it.
 ID_COLUMN = "subject_id"
+#: A cross-fitted embedding's column, ``emb_f{j}_{k:03d}``: network ``j``'s feature ``k``.
+FOLD_COLUMN = re.compile(r"^emb_f(\d+)_")
 SEX_COLUMN = "sex"
 SEX_VALUES = ("F", "M")
 

@@ -26,7 +26,6 @@ networks used in-sample (model ``j`` fitted on the subjects network ``j`` was tr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -34,10 +33,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from face_health.schema import ID_COLUMN
-
-#: ``emb_f{j}_...``: the block of network ``j``'s embedding columns.
-FOLD_COLUMN = re.compile(r"^emb_f(\d+)_")
+from face_health.schema import FOLD_COLUMN, ID_COLUMN
 
 
 def assign_folds(train_ids: Sequence[str], k: int, seed: int = 0) -> dict[str, int]:

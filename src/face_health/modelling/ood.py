@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -64,13 +63,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.covariance import LedoitWolf
 
-from face_health.schema import ID_COLUMN
+from face_health.schema import FOLD_COLUMN, ID_COLUMN
 
 logger = logging.getLogger(__name__)
 
 LOCAL_PREFIX = "pc_"
 GLOBAL_PREFIX = "emb_"
-_FOLD_COLUMN = re.compile(r"^emb_f(\d+)_")
 
 #: Minimum number of training subjects a space needs (one gives no spread to measure).
 MIN_TRAINING_ROWS = 2
@@ -85,7 +83,7 @@ def feature_spaces(columns: Iterable[str]) -> dict[str, list[str]]:
     """
     spaces: dict[str, list[str]] = {}
     for column in map(str, columns):
-        fold = _FOLD_COLUMN.match(column)
+        fold = FOLD_COLUMN.match(column)
         if fold:
             name = f"global_f{int(fold.group(1))}"
         elif column.startswith(GLOBAL_PREFIX):
