@@ -169,6 +169,39 @@ def test_model_card_has_table_and_limitations():
     assert "Synthetic data: no real population." in card
     assert "synthetic cohort" in card and "| test | 20 |" in card
     assert "| age | years | regression | 20 |" in card
+    assert "## Model choice" in card and "The MLP is served for every target" in card
+
+
+def test_model_card_records_the_choice_made_on_validation():
+    truth, pred, test_ids = _tables()
+    table = evaluate({"chosen": pred, "mlp": pred}, truth, test_ids=test_ids, n_boot=30)
+    choice = {
+        "age": {
+            "choice": "linear",
+            "metric": "mae",
+            "validation": {"mlp": 5.2, "average": 4.6, "linear": 4.31, "n": 18},
+            "reason": "",
+        },
+        "obesity": {
+            "choice": "mlp",
+            "metric": "brier",
+            "validation": {"n": 0},
+            "reason": "no validation subject has this label",
+        },
+    }
+    card = model_card(
+        test_metrics=table,
+        data={"source": "synthetic cohort"},
+        splits={"train": 20, "validation": 18, "test": 20},
+        limitations=[],
+        baselines=[],
+        model_choice=choice,
+    )
+    section = card.split("## Model choice")[1].split("## Targets")[0]
+    assert "**validation subjects**" in section and "Brier" in section
+    assert "| age | mae | 5.20 | **4.31** | 4.60 | 18 | linear |  |" in section
+    assert "| obesity | brier | **n/a** | n/a | n/a | 0 | MLP | no validation subject" in section
+    assert "| target | metric | chosen on validation [95% CI] | MLP [95% CI] |" in card
 
 
 def _three_models(n: int = 120) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], list[str]]:

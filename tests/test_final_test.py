@@ -218,8 +218,9 @@ def test_tiny_final_test_after_training(trained_tiny_project: Path) -> None:
     assert sorted(features["subject_id"]) == sorted(qc.loc[qc["status"] != "failed", "subject_id"])
     assert len(features) >= 1
     predictions = pd.read_parquet(data / "07_model_output" / "final_test_predictions.parquet")
-    assert set(predictions["model"]) == {"mlp", "mean", "linear"}
-    assert len(predictions) == 3 * len(features)
+    # Every fitted kind and the per-target choice made on validation (what is served).
+    assert set(predictions["model"]) == {"chosen", "mlp", "mean", "linear"}
+    assert len(predictions) == 4 * len(features)
 
     metrics = pd.read_csv(_newest(reporting / "final_test_metrics.csv"))
     assert set(schema.TARGET_NAMES) <= set(metrics["target"])

@@ -237,3 +237,161 @@ def test_liver_enzymes_are_modelled_on_a_log_scale_and_predictions_are_bounded()
         low, high = schema.TARGET_BY_NAME[name].plausible
         assert bounded[name].between(low, high).all()
     assert not raw["age"].between(*schema.TARGET_BY_NAME["age"].plausible).all()
+
+
+# --- the per-target choice among the MLP, the linear model and their average ---------------
+
+#: An MLP this short is far from converged: the linear model is clearly better on the
+#: cohort's linear signal, so a choice on validation must pick it.
+SHORT = {**MLP_PARAMS, "max_epochs": 3}
+
+
+def _validation_metric(models, features, targets, splits, target, candidate) -> float:
+    """The choice's metric of one candidate on the validation rows, recomputed here."""
+    from face_health.modelling.models import CHOICE_METRIC
+
+    val = splits.loc[splits["split"] == "validation", "subject_id"]
+    rows = features[features["subject_id"].isin(val)]
+    pred = models.predict(rows, model=candidate).set_index("subject_id")[target]
+    truth = targets.set_index("subject_id").loc[pred.index, target]
+    keep = truth.notna()
+    err = pred[keep] - truth[keep]
+    regression = TARGETS[TARGET_NAMES.index(target)].kind == "regression"
+    assert CHOICE_METRIC["regression" if regression else "binary"] == (
+        "mae" if regression else "brier"
+    )
+    return float(err.abs().mean() if regression else (err**2).mean())
+
+
+def test_choice_is_made_on_validation_rows_only(cohort):
+    features, targets, splits = cohort
+    models = HealthModels(mlp_params=SHORT).fit(features, targets, splits)
+    assert set(models.choice_) == set(TARGET_NAMES)
+    assert set(models.choice_.values()) <= {"mlp", "linear", "average"}
+    # The linear model is clearly better on validation for age: it is chosen.
+    age = models.validation_metrics_["age"]
+    assert age["linear"] < 0.8 * age["mlp"]
+    assert models.choice_["age"] == "linear"
+    assert models.choice_reason_["age"] == ""
+    # The stored metrics are those of the validation rows (n: labelled validation subjects).
+    val = splits["split"].eq("validation").to_numpy()
+    for target in ("age", "alt", "obesity"):
+        stored = models.validation_metrics_[target]
+        assert stored["n"] == int(targets.loc[val, target].notna().sum())
+        for candidate in ("mlp", "linear", "average"):
+            expected = _validation_metric(models, features, targets, splits, target, candidate)
+            assert stored[candidate] == pytest.approx(expected, rel=1e-9)
+    # Changing the test labels changes neither the choice nor what it was made on.
+    test = splits["split"].eq("test").to_numpy()
+    scrambled = targets.copy()
+    scrambled.loc[test, TARGET_NAMES] = 1.0 - scrambled.loc[test, TARGET_NAMES].to_numpy()
+    again = HealthModels(mlp_params=SHORT).fit(features, scrambled, splits)
+    assert again.choice_ == models.choice_
+    assert again.validation_metrics_ == models.validation_metrics_
+
+
+def test_predict_chosen_assembles_the_chosen_candidates(cohort):
+    features, targets, splits = cohort
+    models = HealthModels(mlp_params=SHORT).fit(features, targets, splits)
+    models.choice_ = {**models.choice_, "age": "mlp", "bmi": "average", "obesity": "linear"}
+    for bounded in (True, False):
+        chosen = models.predict(features, model="chosen", bounded=bounded)
+        assert list(chosen.columns) == ["subject_id", *TARGET_NAMES]
+        for target in TARGET_NAMES:
+            candidate = models.predict(features, model=models.choice_[target], bounded=bounded)
+            np.testing.assert_array_equal(chosen[target], candidate[target])
+    # The average is the mean of the two predictions (of the two probabilities if binary).
+    mlp, linear, average = (
+        models.predict(features, model=m, bounded=False) for m in ("mlp", "linear", "average")
+    )
+    for target in ("age", "obesity", "anemia"):
+        np.testing.assert_allclose(average[target], (mlp[target] + linear[target]) / 2)
+    assert set(models.predict_all(features)) == {"mlp", "mean", "linear", "chosen"}
+
+
+def test_choice_falls_back_to_the_mlp_with_a_reason(cohort):
+    features, targets, splits = cohort
+    no_linear = HealthModels(kinds=("mlp", "mean"), mlp_params=SHORT)
+    no_linear.fit(features, targets[["subject_id", "age", "obesity"]], splits)
+    assert no_linear.choice_ == {"age": "mlp", "obesity": "mlp"}
+    assert "linear" in no_linear.choice_reason_["age"]
+    with pytest.raises(ValueError, match="average"):
+        no_linear.predict(features, model="average")
+    # No validation label for a target (or no validation subjects): the MLP, and why.
+    unlabelled = targets[["subject_id", "age", "obesity"]].copy()
+    unlabelled.loc[splits["split"].eq("validation").to_numpy(), "age"] = np.nan
+    models = HealthModels(per="target", mlp_params=SHORT).fit(features, unlabelled, splits)
+    assert models.choice_["age"] == "mlp"
+    assert models.validation_metrics_["age"] == {"n": 0}
+    assert "no validation" in models.choice_reason_["age"]
+    no_val = splits.replace({"split": {"validation": "train"}})
+    models = HealthModels(per="target", mlp_params=SHORT).fit(features, unlabelled, no_val)
+    assert set(models.choice_.values()) == {"mlp"}
+    assert models.choice_reason_["obesity"] == "no validation subjects"
+
+
+def test_models_without_a_choice_still_serve_the_mlp(cohort):
+    """A model pickled before the choice existed has no ``choice_``: it serves the MLP."""
+    from face_health.modelling.models import served_model
+    from face_health.serving.scorer import ScanScorer
+
+    features, targets, splits = cohort
+    models = HealthModels(mlp_params=SHORT).fit(features, targets, splits)
+    old = pickle.loads(pickle.dumps(models))
+    for name in ("choice_", "validation_metrics_", "choice_metric_", "choice_reason_"):
+        delattr(old, name)
+    assert served_model(models) == "chosen" and served_model(old) == "mlp"
+    assert set(old.predict_all(features)) == {"mlp", "mean", "linear"}
+    with pytest.raises(ValueError, match="not fitted"):
+        old.predict(features, model="chosen")
+    assert old.choice_summary() == {}
+
+    one = features.iloc[[0]].reset_index(drop=True)
+    for fitted, expected in ((models, "chosen"), (old, "mlp")):
+        scorer = ScanScorer({}, pd.DataFrame(), None, {}, None, fitted)
+        scorer.ingest = lambda source, sid: (object(), {"status": "ok", "reason": ""})
+        scorer.features = lambda mesh, sid: (one, {})
+        scorer.refusal = lambda predictions, ood: ""
+        record = scorer.score("scan.obj", "s000")
+        want = fitted.predict(one, model=expected, bounded=False).iloc[0]
+        for target in TARGET_NAMES:
+            assert record[target] == pytest.approx(want[target], rel=1e-12)
+
+
+def test_cross_fitted_models_choose_on_their_averaged_validation_predictions(cohort):
+    from face_health.modelling.models import CrossFittedHealthModels
+
+    features, targets, splits = cohort
+    rng = np.random.default_rng(1)
+    emb = features.filter(like="emb_").to_numpy()
+    crossed = features[["subject_id"]].copy()
+    for j in range(2):  # two networks: the same signal, each with its own noise
+        block = emb + 0.1 * rng.normal(size=emb.shape)
+        for k in range(emb.shape[1]):
+            crossed[f"emb_f{j}_{k:03d}"] = block[:, k]
+    crossed[["pc_0", "pc_1", "pc_2"]] = features[["pc_0", "pc_1", "pc_2"]].to_numpy()
+    train = splits.loc[splits["split"] == "train", "subject_id"].tolist()
+    folds = {s: i % 2 for i, s in enumerate(train)}
+    small = targets[["subject_id", "age", "bmi", "obesity"]]
+
+    def fit(labels):
+        return CrossFittedHealthModels(folds=folds, mlp_params=SHORT).fit(crossed, labels, splits)
+
+    models = fit(small)
+    assert set(models.choice_) == {"age", "bmi", "obesity"}
+    for target in models.choice_:
+        for candidate in ("mlp", "linear", "average"):
+            expected = _validation_metric(models, crossed, small, splits, target, candidate)
+            assert models.validation_metrics_[target][candidate] == pytest.approx(expected)
+    chosen = models.predict(crossed, model="chosen")
+    for target, candidate in models.choice_.items():
+        np.testing.assert_array_equal(
+            chosen[target], models.predict(crossed, model=candidate)[target]
+        )
+    assert "chosen" in models.predict_all(crossed)
+    test = splits["split"].eq("test").to_numpy()
+    scrambled = small.copy()
+    scrambled.loc[test, ["age", "bmi"]] = -scrambled.loc[test, ["age", "bmi"]].to_numpy()
+    again = fit(scrambled)
+    assert again.choice_ == models.choice_
+    assert again.validation_metrics_ == models.validation_metrics_

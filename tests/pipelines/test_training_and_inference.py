@@ -35,7 +35,7 @@ def test_tiny_training_then_inference(trained_tiny_project: Path) -> None:
     assert set(ablation["model"]) == {"mlp_global", "mlp_local", "mlp_both", "mlp_both_in_sample"}
     metrics_files = sorted((data / "08_reporting" / "test_metrics.csv").rglob("*.csv"))
     metrics = pd.read_csv(metrics_files[-1])
-    assert set(metrics["model"]) == {"mlp", "mean", "linear"}
+    assert set(metrics["model"]) == {"chosen", "mlp", "mean", "linear"}
     assert set(schema.TARGET_NAMES) <= set(metrics["target"])
     for picture in ("age.png", "conditions.png", "summary.png", "region_map.png"):
         assert (data / "08_reporting" / picture).stat().st_size > 0

@@ -23,7 +23,15 @@ from face_health.schema import ID_COLUMN, TARGET_BY_NAME, TARGETS  # noqa: E402
 MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
 #: Display names of the model kinds in tables and legends.
-MODEL_LABELS = {"mlp": "MLP", "mean": "mean baseline", "linear": "linear baseline"}
+MODEL_LABELS = {
+    "chosen": "chosen on validation",
+    "mlp": "MLP",
+    "average": "MLP + linear average",
+    "mean": "mean baseline",
+    "linear": "linear baseline",
+}
+#: How the candidates of a per-target choice are named in the model card.
+CHOICE_LABELS = {"mlp": "MLP", "linear": "linear", "average": "average of MLP and linear"}
 #: The one number per target that the summary figure shows.
 HEADLINE = {"regression": "pearson_r", "binary": "auroc"}
 #: The headline metric of each target, the one that claims about models are made on: MAE
@@ -39,7 +47,8 @@ LOWER_IS_BETTER: frozenset[str] = frozenset({"mae", "rmse", "brier", "ece"})
 
 
 def _ordered_models(test_metrics: pd.DataFrame) -> list[str]:
-    """Model names, the MLP first and then the baselines, whatever order they came in."""
+    """Model names, the chosen model and the MLP first and then the baselines, whatever
+    order they came in."""
     models = list(dict.fromkeys(test_metrics["model"]))
     return sorted(models, key=lambda m: list(MODEL_LABELS).index(m) if m in MODEL_LABELS else 99)
 
@@ -481,8 +490,10 @@ def model_card(
     splits: dict[str, int],
     limitations: Sequence[str],
     baselines: Sequence[str],
+    model_choice: dict[str, dict] | None = None,
 ) -> str:
-    """A markdown model card: data, splits, targets, test metrics with 95% CIs, caveats.
+    """A markdown model card: data, splits, targets, the per-target model choice made on the
+    validation subjects, test metrics with 95% CIs, caveats.
 
     Parameters
     ----------
@@ -494,6 +505,9 @@ def model_card(
         Number of subjects per split.
     limitations, baselines : sequence of str
         One bullet each.
+    model_choice : dict, optional
+        ``HealthModels.choice_summary()``: per target the served candidate, the metric and
+        the validation values it was chosen on; the section says so when absent or empty.
     """
     lines = ["# Model card: face_health", "", "## Data", ""]
     lines += [f"- **{key}**: {value}" for key, value in data.items()]
@@ -502,9 +516,11 @@ def model_card(
     lines += [
         "",
         "Subject-level splits; models see train only, validation is used for early "
-        "stopping, and test is touched once for the numbers below.",
+        "stopping and for choosing each target's served model, and test is touched once "
+        "for the numbers below.",
         "",
     ]
+    lines += _choice_section(model_choice)
     targets = list(dict.fromkeys(test_metrics["target"]))
     lines += ["## Targets", "", "| target | unit | kind | test n |", "|---|---|---|---|"]
     for target in targets:
@@ -514,7 +530,7 @@ def model_card(
             f"| {target} | {spec.unit if spec else ''} | {spec.kind if spec else ''} | {n} |"
         )
     models = list(dict.fromkeys(test_metrics["model"]))
-    # The MLP first, then the baselines, whatever order the predictions came in.
+    # The chosen model and the MLP first, then the baselines, whatever order they came in.
     models.sort(key=lambda m: list(MODEL_LABELS).index(m) if m in MODEL_LABELS else 99)
     header = " | ".join(f"{MODEL_LABELS.get(m, m)} [95% CI]" for m in models)
     lines += [
@@ -541,3 +557,47 @@ def model_card(
     lines += ["", "## Baselines", ""] + [f"- {b}" for b in baselines]
     lines += ["", "## Limitations", ""] + [f"- {item}" for item in limitations]
     return "\n".join(lines) + "\n"
+
+
+def _choice_section(model_choice: dict[str, dict] | None) -> list[str]:
+    """The model card's ``Model choice`` section: per target the served candidate and the
+    validation metrics (lower is better) it was chosen on."""
+    lines = ["## Model choice", ""]
+    if not model_choice:
+        return lines + [
+            "The MLP is served for every target: these models hold no per-target choice "
+            "(no linear model was fitted beside the MLP, or they predate the choice).",
+            "",
+        ]
+    candidates = list(CHOICE_LABELS)
+    lines += [
+        "Each target is served by the MLP, the linear model (ridge / logistic) or their "
+        "average (the mean of the two predictions; of the two probabilities for yes/no "
+        "targets), whichever has the best metric on the **validation subjects** (never the "
+        "test subjects): MAE on the target's own scale for measurements, the Brier score for "
+        "yes/no targets and conditions; lower is better, and a tie goes to the MLP. The "
+        "test metrics below are the chosen model's ('"
+        + MODEL_LABELS["chosen"]
+        + "') beside each candidate's.",
+        "",
+        "| target | metric | "
+        + " | ".join(CHOICE_LABELS[c] for c in candidates)
+        + " | validation n | chosen | note |",
+        "|---|---|" + "---|" * (len(candidates) + 3),
+    ]
+    for target, entry in model_choice.items():
+        values = entry.get("validation", {})
+        cells = [
+            _number(values[c]) if np.isfinite(values.get(c, np.nan)) else "n/a" for c in candidates
+        ]
+        choice = entry.get("choice", "mlp")
+        cells = [
+            f"**{c}**" if name == choice else c for c, name in zip(cells, candidates, strict=True)
+        ]
+        lines.append(
+            f"| {target} | {entry.get('metric', '')} | "
+            + " | ".join(cells)
+            + f" | {int(values.get('n', 0))} | {CHOICE_LABELS.get(choice, choice)} | "
+            + f"{entry.get('reason', '')} |"
+        )
+    return lines + [""]

@@ -5,7 +5,9 @@ Every estimator follows scikit-learn's contract (``__init__`` stores hyperparame
 ``Pipeline``. All take a feature matrix ``X`` (n, d) and a label matrix ``Y`` (n, k) whose
 NaN entries are missing labels: a subject without a lab value still teaches the other outputs.
 ``HealthModels`` wires them to the project's tables: one estimator per group of targets (or
-per target) and per model kind, fitted on the training split, early-stopped on validation.
+per target) and per model kind, fitted on the training split, early-stopped on validation;
+per target it then chooses, on the validation subjects only, which of the MLP, the linear
+model and their average it serves (``choice_``, ``predict(..., model="chosen")``).
 """
 
 from __future__ import annotations
@@ -379,7 +381,165 @@ def _from_model_scale(targets: Sequence[str], y: np.ndarray) -> np.ndarray:
     return y
 
 
-class HealthModels(BaseEstimator):
+#: The candidates a target's served model is chosen among, in the order ties are broken (the
+#: MLP first): the MLP, the mean of the MLP's and the linear model's predictions, the linear
+#: model.
+CANDIDATES = ("mlp", "average", "linear")
+#: The validation metric a target's model is chosen on, by the target's kind (lower is
+#: better): MAE on the target's own scale for measurements; the Brier score for binary targets
+#: and conditions (bounded, so one confident miss among a few dozen validation subjects
+#: cannot decide it the way it can decide a log-loss).
+CHOICE_METRIC = {"regression": "mae", "binary": "brier"}
+#: Relative margin within which two validation metrics count as a tie (won by the MLP).
+CHOICE_TOLERANCE = 1e-9
+
+
+def _choose(
+    candidates: dict[str, pd.DataFrame],
+    truth: pd.DataFrame,
+    groups: Sequence[GroupSpec],
+    linear_fitted: bool,
+) -> tuple[dict[str, str], dict[str, dict[str, float]], dict[str, str], dict[str, str]]:
+    """Per target, the candidate with the best validation metric (``CHOICE_METRIC``).
+
+    ``candidates`` are the predictions (own scale, bounded) of ``CANDIDATES`` on the
+    validation subjects, ``truth`` their labels indexed by subject. Returns the choice, the
+    metrics (candidate -> value, plus ``n``: subjects with a label), the metric's name and
+    why the MLP was kept without a comparison ('' where the metric decided). A candidate
+    replaces the best so far only when strictly better beyond ``CHOICE_TOLERANCE``; so a tie
+    goes to the MLP, then the average."""
+    choice: dict[str, str] = {}
+    metrics: dict[str, dict[str, float]] = {}
+    metric_of: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    ids = candidates["mlp"][ID_COLUMN].astype(str).to_numpy()
+    truth = truth.set_axis(truth.index.astype(str))
+    for spec in groups:
+        for target, kind in zip(spec.targets, spec.kinds, strict=True):
+            metric = CHOICE_METRIC["regression" if kind == "regression" else "binary"]
+            metric_of[target] = metric
+            y = truth.reindex(ids)[target].to_numpy(float) if target in truth else np.array([])
+            labelled = ~np.isnan(y) if len(y) else np.zeros(len(ids), bool)
+            values: dict[str, float] = {"n": int(labelled.sum())}
+            if not linear_fitted:
+                choice[target], reasons[target] = "mlp", "the linear model was not fitted"
+                metrics[target] = values
+                continue
+            if not labelled.any():
+                choice[target] = "mlp"
+                reasons[target] = "no validation subject has this label"
+                metrics[target] = values
+                continue
+            for name in CANDIDATES:
+                p = candidates[name][target].to_numpy(float)[labelled]
+                err = np.abs(p - y[labelled]) if metric == "mae" else (p - y[labelled]) ** 2
+                values[name] = float(err.mean()) if np.isfinite(err).all() else float("nan")
+            metrics[target] = values
+            if not np.isfinite(values["mlp"]):
+                choice[target] = "mlp"
+                reasons[target] = "the MLP's validation predictions are not all finite"
+                continue
+            best = "mlp"
+            for name in CANDIDATES[1:]:
+                v, b = values[name], values[best]
+                if np.isfinite(v) and v < b - CHOICE_TOLERANCE * max(abs(b), 1e-12):
+                    best = name
+            choice[target], reasons[target] = best, ""
+    return choice, metrics, metric_of, reasons
+
+
+def _assemble(tables: dict[str, pd.DataFrame], choice: dict[str, str]) -> pd.DataFrame:
+    """Each target's column from its chosen candidate's table (all tables share the rows)."""
+    out = tables["mlp"][[ID_COLUMN]].copy()
+    for target in (c for c in tables["mlp"].columns if c != ID_COLUMN):
+        out[target] = tables[choice.get(target, "mlp")][target].to_numpy()
+    return out
+
+
+def served_model(models) -> str:
+    """The model a fitted ``HealthModels`` / ``CrossFittedHealthModels`` serves: ``'chosen'``
+    where it holds a per-target choice, ``'mlp'`` for one fitted (and pickled) before the
+    choice existed."""
+    return "chosen" if getattr(models, "choice_", None) else "mlp"
+
+
+class _Choosing:
+    """What ``HealthModels`` and ``CrossFittedHealthModels`` share: the names they predict
+    beyond their estimators (``'average'`` of the MLP and the linear model, ``'chosen'`` per
+    target on validation) and the choice itself, made by :meth:`_make_choice`."""
+
+    def _has(self, kind: str) -> bool:
+        return kind in getattr(self, "estimators_", {})
+
+    def _check_model(self, model: str) -> None:
+        if model == "average" and self._has("mlp") and self._has("linear"):
+            return
+        if model == "chosen" and getattr(self, "choice_", None):
+            return
+        if not self._has(model):
+            fitted = sorted(self.estimators_)
+            extra = (["average"] if self._has("mlp") and self._has("linear") else []) + (
+                ["chosen"] if getattr(self, "choice_", None) else []
+            )
+            raise ValueError(f"model {model!r} not fitted; have {fitted + extra}")
+
+    def _make_choice(self, val_features: pd.DataFrame, val_truth: pd.DataFrame) -> None:
+        """Choose each target's candidate on the validation subjects (``val_features`` and
+        their labels ``val_truth``, indexed by subject) through :meth:`predict`, the path
+        that serving and evaluation use. Sets ``choice_``, ``validation_metrics_``,
+        ``choice_metric_`` and ``choice_reason_``; ``choice_`` stays empty without an MLP."""
+        self.choice_: dict[str, str] = {}
+        self.validation_metrics_: dict[str, dict[str, float]] = {}
+        self.choice_metric_: dict[str, str] = {}
+        self.choice_reason_: dict[str, str] = {}
+        if not self._has("mlp"):
+            return
+        linear = self._has("linear")
+        if len(val_features) == 0:  # nothing to choose on: the MLP, and why
+            for spec in self.groups_:
+                for target, kind in zip(spec.targets, spec.kinds, strict=True):
+                    self.choice_[target] = "mlp"
+                    self.validation_metrics_[target] = {"n": 0}
+                    self.choice_metric_[target] = CHOICE_METRIC[
+                        "regression" if kind == "regression" else "binary"
+                    ]
+                    self.choice_reason_[target] = "no validation subjects"
+            return
+        names = CANDIDATES if linear else ("mlp",)
+        candidates = {name: self.predict(val_features, model=name) for name in names}
+        choice, metrics, metric_of, reasons = _choose(candidates, val_truth, self.groups_, linear)
+        self.choice_, self.validation_metrics_ = choice, metrics
+        self.choice_metric_, self.choice_reason_ = metric_of, reasons
+
+    def _chosen(self, features: pd.DataFrame, bounded: bool) -> pd.DataFrame:
+        needed = {"mlp", *self.choice_.values()}
+        tables = {name: self.predict(features, model=name, bounded=bounded) for name in needed}
+        return _assemble(tables, self.choice_)
+
+    def choice_summary(self) -> dict[str, dict]:
+        """Per target: the choice, the metric, the validation values (candidate -> value,
+        ``n``) and the reason the MLP was kept without comparison ('' if the metric chose);
+        empty for models without a choice."""
+        return {
+            target: {
+                "choice": choice,
+                "metric": self.choice_metric_.get(target, ""),
+                "validation": dict(self.validation_metrics_.get(target, {})),
+                "reason": self.choice_reason_.get(target, ""),
+            }
+            for target, choice in (getattr(self, "choice_", None) or {}).items()
+        }
+
+    def predict_all(self, features: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """``predict`` for every fitted model kind, and ``'chosen'`` where the models hold a
+        choice: model name -> predictions table."""
+        out = {kind: self.predict(features, model=kind) for kind in self.estimators_}
+        if getattr(self, "choice_", None):
+            out["chosen"] = self.predict(features, model="chosen")
+        return out
+
+
+class HealthModels(_Choosing, BaseEstimator):
     """Every target of the schema: for each group spec, one estimator of each requested kind.
 
     Parameters
@@ -394,6 +554,15 @@ class HealthModels(BaseEstimator):
         Keyword arguments of ``MaskedMLP`` (``kinds`` and ``seed`` are set here).
     seed : int
         Seed of every MLP.
+
+    Attributes
+    ----------
+    choice_ : dict of str to str
+        Per target the served candidate, ``'mlp'``, ``'linear'`` or ``'average'``, chosen on
+        the validation subjects by ``CHOICE_METRIC`` (ties to the MLP); ``'mlp'`` where no
+        choice could be made (``choice_reason_`` says why). Empty without an MLP.
+    validation_metrics_ : dict of str to dict
+        Per target the validation metric of each candidate and ``n``, the labelled subjects.
     """
 
     def __init__(
@@ -426,7 +595,10 @@ class HealthModels(BaseEstimator):
     def fit(
         self, features: pd.DataFrame, targets: pd.DataFrame, splits: pd.DataFrame
     ) -> HealthModels:
-        """Fit on the training subjects; validation subjects only steer early stopping.
+        """Fit on the training subjects; validation subjects steer early stopping and, with
+        both an MLP and a linear model, choose each target's served model (``choice_``: the
+        MLP, the linear model or their average, by ``CHOICE_METRIC`` on the validation
+        subjects; test subjects are never looked at).
 
         Parameters
         ----------
@@ -471,6 +643,9 @@ class HealthModels(BaseEstimator):
                 has_val = len(X_val) > 0
                 est.fit(X, y, X_val if has_val else None, y_val if has_val else None)
                 self.estimators_[kind][spec.name] = est
+        val_ids = list(Y_val.index)
+        val_features = feats.loc[val_ids].reset_index()[[ID_COLUMN, *self.feature_columns_]]
+        self._make_choice(val_features, Y_val)
         return self
 
     def predict(
@@ -478,20 +653,29 @@ class HealthModels(BaseEstimator):
     ) -> pd.DataFrame:
         """``subject_id`` plus one column per target: a value or a probability. Log-scale
         targets (``schema.LOG_SCALE_TARGETS``) come back on their own scale; with ``bounded``
-        every value is clipped to its target's plausible range (``schema.bound_prediction``)."""
-        if model not in self.estimators_:
-            raise ValueError(f"model {model!r} not fitted; have {sorted(self.estimators_)}")
+        every value is clipped to its target's plausible range (``schema.bound_prediction``).
+
+        ``model`` is a fitted kind, ``'average'`` (the mean of the MLP's and the linear
+        model's predictions on the models' scale: probabilities for binary targets, log for
+        ``LOG_SCALE_TARGETS``) or ``'chosen'`` (each target from its candidate in
+        ``choice_``, chosen on the validation subjects when fitted)."""
+        self._check_model(model)
+        if model == "chosen":
+            return self._chosen(features, bounded)
         X = features[self.feature_columns_].to_numpy(float)
         out = pd.DataFrame({ID_COLUMN: features[ID_COLUMN].to_numpy()})
         for spec in self.groups_:
-            pred = _from_model_scale(spec.targets, self.estimators_[model][spec.name].predict(X))
+            if model == "average":
+                raw = (
+                    self.estimators_["mlp"][spec.name].predict(X)
+                    + self.estimators_["linear"][spec.name].predict(X)
+                ) / 2.0
+            else:
+                raw = self.estimators_[model][spec.name].predict(X)
+            pred = _from_model_scale(spec.targets, raw)
             for j, target in enumerate(spec.targets):
                 out[target] = bound_prediction(target, pred[:, j])[0] if bounded else pred[:, j]
         return out
-
-    def predict_all(self, features: pd.DataFrame) -> dict[str, pd.DataFrame]:
-        """``predict`` for every fitted model kind: model name -> predictions table."""
-        return {kind: self.predict(features, model=kind) for kind in self.estimators_}
 
 
 def fold_features(features: pd.DataFrame, j: int) -> pd.DataFrame:
@@ -505,7 +689,7 @@ def fold_features(features: pd.DataFrame, j: int) -> pd.DataFrame:
     return features.drop(columns=others).rename(columns=block)
 
 
-class CrossFittedHealthModels(BaseEstimator):
+class CrossFittedHealthModels(_Choosing, BaseEstimator):
     """The health models of a cross-fitted embedding (``embedding.cross_fit``): member ``j``
     is a :class:`HealthModels` on network ``j``'s embedding (plus the local features) fitted
     on the training subjects of fold ``j`` only, whose embeddings network ``j`` never
@@ -578,14 +762,22 @@ class CrossFittedHealthModels(BaseEstimator):
         self.estimators_ = {
             kind: [m.estimators_[kind] for m in self.members_] for kind in self.kinds
         }
+        val_ids = set(ids[splits["split"].eq("validation")])
+        val_features = features[features[ID_COLUMN].astype(str).isin(val_ids)]
+        truth = targets.assign(**{ID_COLUMN: targets[ID_COLUMN].astype(str)})
+        truth = truth.drop_duplicates(ID_COLUMN).set_index(ID_COLUMN)
+        self._make_choice(val_features.reset_index(drop=True), truth)
         return self
 
     def predict(
         self, features: pd.DataFrame, model: str = "mlp", *, bounded: bool = True
     ) -> pd.DataFrame:
-        """``HealthModels.predict`` averaged over the members, each on its own block."""
-        if model not in self.estimators_:
-            raise ValueError(f"model {model!r} not fitted; have {sorted(self.estimators_)}")
+        """``HealthModels.predict`` averaged over the members, each on its own block; for
+        ``'chosen'``, each target from the candidate chosen for the cross-fit as a whole
+        (``choice_``: on these member-averaged predictions of the validation subjects)."""
+        self._check_model(model)
+        if model == "chosen":
+            return self._chosen(features, bounded)
         tables = [
             m.predict(fold_features(features, j), model=model, bounded=False)
             for j, m in enumerate(self.members_)
@@ -597,7 +789,3 @@ class CrossFittedHealthModels(BaseEstimator):
         for j, target in enumerate(targets):
             out[target] = bound_prediction(target, mean[:, j])[0] if bounded else mean[:, j]
         return out
-
-    def predict_all(self, features: pd.DataFrame) -> dict[str, pd.DataFrame]:
-        """``predict`` for every fitted model kind: model name -> predictions table."""
-        return {kind: self.predict(features, model=kind) for kind in self.estimators_}

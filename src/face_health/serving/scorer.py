@@ -1,7 +1,8 @@
 """Scoring new scans with a trained model: the whole method for one raw scan at a time.
 
 ``ScanScorer`` bundles what ``training`` fitted (landmark network, template, ResNet-50,
-facial-omics PCA, per-target MLPs) and runs ingest -> landmarks -> alignment -> views ->
+facial-omics PCA, per-target models: the MLP, the linear model or their average, as
+chosen on the validation subjects) and runs ingest -> landmarks -> alignment -> views ->
 features -> predictions. ``FaceHealthPyfunc`` wraps it as an MLflow pyfunc model so that a
 run id or a registered alias loads it; ``newest_model_uri`` finds the newest model that
 ``training`` logged in a tracking backend.
@@ -189,7 +190,13 @@ class ScanScorer:
                 record["qc_status"] = "failed"
                 record["qc_reason"] = _join(record["qc_reason"], f"{type(exc).__name__}: {exc}")
             else:
-                raw = self.health_models.predict(features, model="mlp", bounded=False)
+                # Each target's model as chosen on the validation subjects; the MLP for a
+                # model logged before the choice existed (no ``choice_``). Imported here: the
+                # service's front process imports this module and never needs torch.
+                from face_health.modelling.models import served_model
+
+                served = served_model(self.health_models)
+                raw = self.health_models.predict(features, model=served, bounded=False)
                 predictions = raw.drop(columns=schema.ID_COLUMN).iloc[0].to_dict()
                 ood = self.out_of_distribution(features)
                 ood_reason = ood.pop("ood_reason", "")

@@ -29,7 +29,13 @@ from face_health.serving.scorer import ScanScorer, log_scorer
 
 logger = logging.getLogger(__name__)
 
-MODEL_LABELS = {"mlp": "MLP", "mean": "mean / prevalence baseline", "linear": "ridge / logistic"}
+MODEL_LABELS = {
+    "chosen": "chosen per target on validation",
+    "mlp": "MLP",
+    "mean": "mean / prevalence baseline",
+    "linear": "ridge / logistic",
+    "average": "average of MLP and ridge / logistic",
+}
 
 
 def assemble_model_input(
@@ -103,13 +109,12 @@ def evaluate_on_test(
     splits: pd.DataFrame,
     modelling: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Test metrics with 95% bootstrap intervals for every target and model; the test
-    predictions (long table); the headline metrics for MLflow."""
+    """Test metrics with 95% bootstrap intervals for every target and model (every fitted
+    kind and ``chosen``, the per-target choice made on validation that serving uses); the
+    test predictions (long table); the headline metrics for MLflow."""
     test_ids = subjects_in(splits, "test")
     test_input = model_input[model_input[schema.ID_COLUMN].isin(test_ids)]
-    predictions = {
-        kind: health_models.predict(test_input, model=kind) for kind in health_models.kinds
-    }
+    predictions = health_models.predict_all(test_input)
     metrics = evaluate(
         predictions,
         clinical,
@@ -167,19 +172,25 @@ def ablation(
 def report_figures(
     test_predictions: pd.DataFrame, clinical: pd.DataFrame, test_metrics: pd.DataFrame
 ) -> tuple[plt.Figure, plt.Figure, plt.Figure]:
-    """Predicted vs true age and the facial age gap; ROC and calibration of the conditions;
-    a compact summary of every target."""
-    mlp = test_predictions[test_predictions["model"] == "mlp"].drop(columns="model")
-    truth = clinical.set_index(schema.ID_COLUMN).loc[mlp[schema.ID_COLUMN]].reset_index()
-    ages = age_plots(truth["age"].to_numpy(float), mlp["age"].to_numpy(float))
-    conditions = condition_plots(truth, mlp, list(schema.CONDITIONS))
+    """Predicted vs true age and the facial age gap; ROC and calibration of the conditions
+    (of the served model: ``chosen`` where present, else the MLP); a compact summary of every
+    target."""
+    served = "chosen" if (test_predictions["model"] == "chosen").any() else "mlp"
+    shown = test_predictions[test_predictions["model"] == served].drop(columns="model")
+    truth = clinical.set_index(schema.ID_COLUMN).loc[shown[schema.ID_COLUMN]].reset_index()
+    ages = age_plots(truth["age"].to_numpy(float), shown["age"].to_numpy(float))
+    conditions = condition_plots(truth, shown, list(schema.CONDITIONS))
     return ages, conditions, summary_figure(test_metrics)
 
 
 def write_model_card(
-    test_metrics: pd.DataFrame, raw_cohort: dict[str, Any], splits: pd.DataFrame
+    test_metrics: pd.DataFrame,
+    raw_cohort: dict[str, Any],
+    splits: pd.DataFrame,
+    health_models: HealthModels | CrossFittedHealthModels | None = None,
 ) -> str:
-    """A markdown model card for this run."""
+    """A markdown model card for this run, with each target's served model as chosen on the
+    validation subjects and the validation metrics it was chosen on."""
     limitations = [
         "Trained and evaluated on the synthetic cohort unless a real cohort was configured: "
         "its faces carry simulated, calibrated health signals, not real biology."
@@ -198,6 +209,7 @@ def write_model_card(
         splits=splits["split"].value_counts().to_dict(),
         limitations=limitations,
         baselines=[MODEL_LABELS["mean"], MODEL_LABELS["linear"]],
+        model_choice=health_models.choice_summary() if health_models is not None else None,
     )
 
 

@@ -58,7 +58,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.write_model_card,
-                ["test_metrics", "raw_cohort", "splits"],
+                ["test_metrics", "raw_cohort", "splits", "health_models"],
                 "model_card",
                 name="write_model_card",
             ),
