@@ -30,7 +30,13 @@ def test_the_final_test_settings_build_in_both_environments() -> None:
         settings = FinalTestSettings.from_parameters(_parameters(env)["final_test"])
         assert settings.cohort.seed not in nodes.RESERVED_SEEDS
         assert settings.cohort.seed != _parameters(env)["cohort"]["synthetic"]["seed"]
-        assert settings.pairs == (("mlp", "linear"), ("mlp", "mean"), ("linear", "mean"))
+        assert settings.pairs == (
+            ("chosen", "mlp"),
+            ("chosen", "linear"),
+            ("mlp", "linear"),
+            ("mlp", "mean"),
+            ("linear", "mean"),
+        )
         assert settings.path.endswith("01_raw/final_test_cohort")
     base = FinalTestSettings.from_parameters(_parameters("base")["final_test"])
     assert base.cohort.n == 200
@@ -142,7 +148,7 @@ def test_evaluate_final_test_scores_every_scored_subject_and_every_pair() -> Non
                     "model_run_id": "run-1",
                 }
             )
-            for kind, noise in (("mlp", 5.0), ("mean", 0.0), ("linear", 3.0))
+            for kind, noise in (("mlp", 5.0), ("mean", 0.0), ("linear", 3.0), ("chosen", 3.0))
         ],
         ignore_index=True,
     )
@@ -163,8 +169,11 @@ def test_evaluate_final_test_scores_every_scored_subject_and_every_pair() -> Non
     metrics, differences, mlflow_metrics, summary = nodes.evaluate_final_test(
         predictions, clinical, qc, cohort, parameters["final_test"], parameters["modelling"]
     )
-    assert set(metrics["n"]) == {30} and set(metrics["model"]) == {"mlp", "mean", "linear"}
+    assert set(metrics["n"]) == {30}
+    assert set(metrics["model"]) == {"chosen", "mlp", "mean", "linear"}
     assert set(zip(differences["model_a"], differences["model_b"], strict=True)) == {
+        ("chosen", "mlp"),
+        ("chosen", "linear"),
         ("mlp", "linear"),
         ("mlp", "mean"),
         ("linear", "mean"),
@@ -227,6 +236,8 @@ def test_tiny_final_test_after_training(trained_tiny_project: Path) -> None:
     assert metrics["n"].max() == len(features)  # every scored subject, no other
     differences = pd.read_csv(_newest(reporting / "final_test_differences.csv"))
     assert set(zip(differences["model_a"], differences["model_b"], strict=True)) == {
+        ("chosen", "mlp"),
+        ("chosen", "linear"),
         ("mlp", "linear"),
         ("mlp", "mean"),
         ("linear", "mean"),
