@@ -49,10 +49,9 @@ import trimesh  # noqa: E402
 from face_health import schema  # noqa: E402
 from face_health.quiet import silence_known_library_noise  # noqa: E402
 from face_health.serving.scorer import load_scorer  # noqa: E402
-from face_health.synthetic import ensure_cohort  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ood_bench import SEED, _clean, _cohort_settings, real_scan_files  # noqa: E402
+from ood_bench import SEED, _clean, real_scan_files, simulate_heldout  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.5)
@@ -239,14 +238,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="noise_drift_bench_") as tmp:
         folder = Path(tmp) / "heldout"
         print(f"simulating {args.n} new subjects (seed {args.seed}) ...", flush=True)
-        ensure_cohort(
-            folder,
-            n=args.n,
-            seed=args.seed,
-            settings=_cohort_settings(scorer),
-            n_jobs=args.jobs,
-            progress=False,
-        )
+        simulate_heldout(scorer, folder, args.n, args.seed, args.jobs)
         labels = pd.read_csv(folder / "clinical.csv")
         scans, _ = real_scan_files(folder / "scans")
         for index, (subject, obj) in enumerate(sorted(scans.items())):

@@ -205,6 +205,13 @@ def derived_refuse_score(
     return out
 
 
+def simulate_heldout(scorer: Any, folder: Path, n: int, seed: int, jobs: int) -> None:
+    """``n`` new subjects of ``seed`` in ``folder``, with the model's training-cohort settings."""
+    ensure_cohort(
+        folder, n=n, seed=seed, settings=_cohort_settings(scorer), n_jobs=jobs, progress=False
+    )
+
+
 def _cohort_settings(scorer: Any) -> CohortSettings:
     """The synthetic settings of the model's training cohort (the defaults when absent)."""
     synthetic = (scorer.options.get("cohort") or {}).get("synthetic") or {}
@@ -292,14 +299,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="ood_bench_") as tmp:
             folder = Path(tmp) / "heldout"
             print(f"simulating {args.n} held-out subjects (seed {args.seed}) ...", flush=True)
-            ensure_cohort(
-                folder,
-                n=args.n,
-                seed=args.seed,
-                settings=_cohort_settings(scorer),
-                n_jobs=args.jobs,
-                progress=False,
-            )
+            simulate_heldout(scorer, folder, args.n, args.seed, args.jobs)
             scans, _ = real_scan_files(folder / "scans")
             labels = pd.read_csv(folder / "clinical.csv")
             by_format: dict[str, dict[str, Any]] = {}
