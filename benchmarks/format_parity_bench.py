@@ -60,7 +60,7 @@ def main() -> None:
             scored = {}
             for kind, path in (("obj", obj), ("ply", ply)):
                 mesh, _ = scorer.ingest(path, sid)
-                global_row, radiomics, _ = scorer.stage_features(mesh, sid)
+                global_row, radiomics, _, _ = scorer.stage_features(mesh, sid)
                 scored[kind] = (
                     global_row.drop(columns="subject_id").iloc[0].to_numpy(float),
                     pd.Series(radiomics).drop("subject_id").astype(float),

@@ -124,9 +124,8 @@ def test_claims_are_made_only_where_the_paired_interval_excludes_zero(tables) ->
         f"ridge / logistic is ahead on {ahead_linear} of {len(mlp_vs_linear)} headline metrics"
         in text
     )
-    assert f"excludes 0 on {len(sure_linear)} of ridge / logistic's ({', '.join(sure_linear)})" in (
-        text
-    )
+    listing = ", ".join(sure_linear)
+    assert f"excludes 0 on {len(sure_linear)} in favour of ridge / logistic ({listing})" in text
     vs_mean = differences[(differences.model_a == "mlp") & (differences.model_b == "mean")]
     beaten = list(vs_mean.query("better == 'mlp' and excludes_zero")["target"])
     line = next(s for s in claims(differences) if "The MLP vs the mean baseline" in s)
@@ -256,12 +255,13 @@ def test_the_development_block_shows_every_variant_and_claims_only_what_pairs_su
     )
     block = development_block(metrics, ablation, ablation_differences)
     header = next(line for line in block.splitlines() if line.startswith("| target"))
-    assert "MLP, both, in-sample embeddings [95% CI]" in header
-    assert "ceiling" not in header and "MLP, both [95% CI]" not in header  # = the method's MLP
-    assert "MLP, both − MLP, both, in-sample embeddings" in block
+    assert "MLP, global + local, in-sample embeddings [95% CI]" in header
+    assert "ceiling" not in header and "MLP, global + local [95% CI]" not in header  # the method
+    assert "MLP, global + local − MLP, global + local, in-sample embeddings" in block
     sure = ablation_differences[ablation_differences["excludes_zero"].astype(bool)]
     claim = next(line for line in block.splitlines() if line.startswith("- **"))
-    assert f"excludes 0 on {int((sure['better'] == 'mlp_both_in_sample').sum())} of" in claim
+    n_sure = int((sure["better"] == "mlp_both_in_sample").sum())
+    assert f"excludes 0 on {n_sure} in favour of" in claim
     assert development_block(None, None, None).count("Not yet produced") == 1
 
 

@@ -40,7 +40,7 @@ def test_scorer_features_equal_the_pipelines(trained_tiny_project: Path) -> None
     data = project / "data" / "tiny"
     tables = {
         name: pd.read_parquet(data / "04_feature" / f"{name}.parquet").set_index(schema.ID_COLUMN)
-        for name in ("global_features", "region_radiomics", "local_features")
+        for name in ("global_features", "region_radiomics", "local_features", "shape_features")
     }
     uri = f"sqlite:///{project / 'mlflow.db'}"
     run = mlflow.MlflowClient(uri).search_runs(
@@ -54,7 +54,7 @@ def test_scorer_features_equal_the_pipelines(trained_tiny_project: Path) -> None
     for subject in ("S0001", "S0004", "S0007"):
         mesh, qc = scorer.ingest(scans / f"{subject}.obj", subject)
         assert mesh is not None, qc["reason"]
-        global_row, radiomics, _ = scorer.stage_features(mesh, subject)
+        global_row, radiomics, _, shape_row = scorer.stage_features(mesh, subject)
         ours = global_row.set_index(schema.ID_COLUMN).iloc[0]
         _compare(f"{subject} global", ours, tables["global_features"].loc[subject, ours.index])
         row = pd.Series(radiomics).drop(schema.ID_COLUMN)
@@ -62,3 +62,6 @@ def test_scorer_features_equal_the_pipelines(trained_tiny_project: Path) -> None
         local = scorer.facial_omics.transform(pd.DataFrame([radiomics]))
         local = local.set_index(schema.ID_COLUMN).iloc[0]
         _compare(f"{subject} local", local, tables["local_features"].loc[subject, local.index])
+        shape = shape_row.set_index(schema.ID_COLUMN).iloc[0]
+        assert len(shape) > 100  # identity + expression + size + displacement
+        _compare(f"{subject} shape", shape, tables["shape_features"].loc[subject, shape.index])

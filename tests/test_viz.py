@@ -9,7 +9,7 @@ from conftest import kedro
 
 STAGES = {
     "data_engineering": {"ingest", "landmarks", "alignment", "views", "reports"},
-    "feature": {"global_features", "local_features"},
+    "feature": {"global_features", "local_features", "shape_features"},
     "modelling": {"fit", "evaluation", "reports", "model_registry"},
 }
 

@@ -421,6 +421,16 @@ class FacialOmicsSettings(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class ShapeFeatureSettings(Section):
+    """``shape_features``: the dense model fit as features (``omics.shape``)."""
+
+    SECTION: ClassVar[str] = "shape_features"
+    FILE: ClassVar[str] = FE
+
+    n_displacement: int
+
+
+@dataclasses.dataclass(frozen=True)
 class MlpSettings:
     """``modelling.mlp``: the per-group MLPs."""
 
@@ -441,7 +451,7 @@ class ModellingSettings(Section):
     FILE: ClassVar[str] = MO
 
     per: typing.Literal["group", "target"]
-    inputs: typing.Literal["global", "local", "both"]
+    inputs: typing.Literal["global", "local", "shape", "both", "local_shape", "all"]
     kinds: tuple[str, ...]
     seed: int
     n_bootstrap: int
@@ -514,6 +524,7 @@ SECTIONS: dict[str, type[Section]] = {
     "splits": SplitSettings,
     "contact_sheet": ContactSheetSettings,
     "facial_omics": FacialOmicsSettings,
+    "shape_features": ShapeFeatureSettings,
     "modelling": ModellingSettings,
     "inference": InferenceSettings,
     "final_test": FinalTestSettings,

@@ -18,7 +18,7 @@ def test_tiny_training_then_inference(trained_tiny_project: Path) -> None:
     project_copy = trained_tiny_project
 
     data = project_copy / "data" / "tiny"
-    for name in ("global_features", "local_features", "region_radiomics"):
+    for name in ("global_features", "local_features", "region_radiomics", "shape_features"):
         table = pd.read_parquet(data / "04_feature" / f"{name}.parquet")
         assert len(table) == 8, name
     global_features = pd.read_parquet(data / "04_feature" / "global_features.parquet")
@@ -32,7 +32,11 @@ def test_tiny_training_then_inference(trained_tiny_project: Path) -> None:
     assert set(folds["fold"]) == {0, 1}
     ablation_files = sorted((data / "08_reporting" / "ablation_metrics.csv").rglob("*.csv"))
     ablation = pd.read_csv(ablation_files[-1])
-    assert set(ablation["model"]) == {"mlp_global", "mlp_local", "mlp_both", "mlp_both_in_sample"}
+    method = "mlp_both"  # conf/base modelling.inputs
+    families = {f"mlp_{f}" for f in ("global", "local", "shape", "both", "local_shape", "all")}
+    assert set(ablation["model"]) == families | {f"{method}_in_sample"}
+    validation = sorted((data / "08_reporting" / "ablation_validation_metrics.csv").rglob("*.csv"))
+    assert set(pd.read_csv(validation[-1])["model"]) == set(ablation["model"])
     metrics_files = sorted((data / "08_reporting" / "test_metrics.csv").rglob("*.csv"))
     metrics = pd.read_csv(metrics_files[-1])
     assert set(metrics["model"]) == {"chosen", "mlp", "mean", "linear"}

@@ -115,8 +115,10 @@ def embed_views(
     if not isinstance(model, CrossFittedEmbedding):
         return subject_embeddings(model, views, image_size=image_size, aggregate=aggregate)
     table = None
-    for j, member in enumerate(model.members):
-        block = subject_embeddings(member, views, image_size=image_size, aggregate=aggregate)
+    blocks = subject_embeddings(
+        list(model.members), views, image_size=image_size, aggregate=aggregate
+    )
+    for j, block in enumerate(blocks):
         names = {c: f"emb_f{j}_{c[4:]}" for c in block.columns if c != ID_COLUMN}
         block = block.rename(columns=names)
         table = block if table is None else table.merge(block, on=ID_COLUMN, sort=False)

@@ -45,10 +45,14 @@ MODEL_NAMES = {
     "average": "MLP + ridge / logistic average",
     "linear": "ridge / logistic",
     "mean": "mean / prevalence",
-    "mlp_both": "MLP, both",
+    "mlp_both": "MLP, global + local",
     "mlp_global": "MLP, global only",
     "mlp_local": "MLP, local only",
-    "mlp_both_in_sample": "MLP, both, in-sample embeddings",
+    "mlp_shape": "MLP, shape only",
+    "mlp_local_shape": "MLP, local + shape",
+    "mlp_all": "MLP, all three",
+    "mlp_both_in_sample": "MLP, global + local, in-sample embeddings",
+    "mlp_all_in_sample": "MLP, all three, in-sample embeddings",
 }
 #: Short names for sentences.
 SHORT_NAMES = {
@@ -57,10 +61,14 @@ SHORT_NAMES = {
     "average": "the MLP + ridge / logistic average",
     "linear": "ridge / logistic",
     "mean": "the mean baseline",
-    "mlp_both": "the MLP on both families (cross-fitted)",
+    "mlp_both": "the MLP on global + local features",
     "mlp_global": "the MLP on global features only",
     "mlp_local": "the MLP on local features only",
-    "mlp_both_in_sample": "the MLP on in-sample embeddings",
+    "mlp_shape": "the MLP on shape features only",
+    "mlp_local_shape": "the MLP on local + shape features",
+    "mlp_all": "the MLP on all three families",
+    "mlp_both_in_sample": "the MLP on global + local, in-sample embeddings",
+    "mlp_all_in_sample": "the MLP on all three, in-sample embeddings",
 }
 METRIC_NAMES = {"mae": "MAE", "pearson_r": "r", "auroc": "AUROC", "rmse": "RMSE", "r2": "R²"}
 ORDER = ("chosen", "mlp", "linear", "mean")
@@ -229,8 +237,9 @@ def claims(differences: pd.DataFrame) -> list[str]:
         text = (
             f"**{_capital(name_a)} vs {name_b}**: {name_b} is ahead on {len(b_ahead)} of {n} "
             f"headline metrics by the point estimate and {name_a} on {len(a_ahead)}; the "
-            f"paired 95 % CI excludes 0 on {len(b_sure)} of {name_b}'s "
-            f"({_listing(b_sure)}) and {len(a_sure)} of {name_a}'s ({_listing(a_sure)})."
+            f"paired 95 % CI excludes 0 on {len(b_sure)} in favour of {name_b} "
+            f"({_listing(b_sure)}) and {len(a_sure)} in favour of {name_a} "
+            f"({_listing(a_sure)})."
         )
         if len(a_sure) + len(b_sure) < n:
             text += " Elsewhere the difference is not established."
@@ -416,13 +425,16 @@ def development_block(
         )
         return "\n".join(lines) + "\n"
     n = int(test_metrics["n"].max()) if len(test_metrics) else 0
-    variants = ablation_metrics[ablation_metrics["model"] != "mlp_both"]
+    pairs = ablation_differences["model_a"]
+    method = str(pairs.iloc[0]) if len(pairs) else "mlp_both"
+    variants = ablation_metrics[ablation_metrics["model"] != method]
     lines += [
         f"The default cohort's own test split ({n} subjects). Development runs looked at it, "
         "so it is not the headline (that is the final test cohort above); it is where the "
         "ablation runs. Headline metric per target with 95 % bootstrap intervals; "
-        '"MLP" is the method (both feature families, cross-fitted embedding), the other '
-        "MLP columns are the ablation's variants fitted beside it.",
+        f'"MLP" is the method ({MODEL_NAMES.get(method, method).removeprefix("MLP, ")} '
+        "features, cross-fitted embedding), '
+        "the other MLP columns are the ablation's variants fitted beside it.",
         "",
     ]
     both = pd.concat([test_metrics, variants], ignore_index=True)

@@ -36,9 +36,28 @@ from face_health.schema import ID_COLUMN, LOG_SCALE_TARGETS, TARGETS, bound_pred
 INPUT_PREFIXES = {
     "global": ("emb_",),
     "local": ("pc_",),
+    "shape": ("shp_",),
     "both": ("emb_", "pc_"),
+    "local_shape": ("pc_", "shp_"),
+    "all": ("emb_", "pc_", "shp_"),
     "latent": ("latent_",),
 }
+
+
+def model_input_table(
+    global_features: pd.DataFrame, local_features: pd.DataFrame, shape_features: pd.DataFrame
+) -> pd.DataFrame:
+    """Global (``emb_*``), local (``pc_*``) and shape (``shp_*``) features side by side, one
+    row per subject (no shape columns with ``landmarks.method: cnn``): the training
+    pipeline's ``model_input`` and the scorer's row of a new scan."""
+    both = global_features.merge(local_features, on=ID_COLUMN, how="outer")
+    shape = shape_features.astype({ID_COLUMN: str})
+    return both.astype({ID_COLUMN: str}).merge(shape, on=ID_COLUMN, how="left")
+
+
+def uses_embedding(inputs: str) -> bool:
+    """Whether ``inputs`` (a key of ``INPUT_PREFIXES``) includes the ResNet-50 embedding."""
+    return "emb_" in INPUT_PREFIXES.get(inputs, ())
 
 
 def _as_2d(a: np.ndarray | pd.DataFrame | Sequence, name: str) -> np.ndarray:
@@ -546,8 +565,10 @@ class HealthModels(_Choosing, BaseEstimator):
     ----------
     per : {'group', 'target'}
         One estimator per target group (multi-output) or per target.
-    inputs : {'global', 'local', 'both'}
-        Feature columns used: ``emb_*`` (ResNet-50), ``pc_*`` (facial omics) or both.
+    inputs : {'global', 'local', 'shape', 'both', 'local_shape', 'all'}
+        Feature columns used (``INPUT_PREFIXES``): ``emb_*`` (ResNet-50), ``pc_*`` (facial
+        omics), ``shp_*`` (the dense model fit, ``omics.shape``); ``both`` is global + local,
+        ``all`` the three.
     kinds : sequence of str
         Keys of ``MODEL_KINDS`` to fit side by side.
     mlp_params : dict, optional
@@ -705,7 +726,8 @@ class CrossFittedHealthModels(_Choosing, BaseEstimator):
         The ablation's counterpart: member ``j`` fitted on the training subjects network
         ``j`` *was* trained on (the stacking bias, at the same networks and subject count).
     per, inputs, kinds, mlp_params, seed
-        As :class:`HealthModels` (``inputs`` must use the embedding: ``global`` or ``both``).
+        As :class:`HealthModels` (``inputs`` must use the embedding: ``global``, ``both`` or
+        ``all``).
     """
 
     def __init__(
@@ -731,7 +753,7 @@ class CrossFittedHealthModels(_Choosing, BaseEstimator):
     ) -> CrossFittedHealthModels:
         from face_health.embedding.cross_fit import fold_count
 
-        if self.inputs not in ("global", "both"):
+        if not uses_embedding(self.inputs):
             raise ValueError(f"cross-fitting applies to the embedding, not inputs={self.inputs!r}")
         folds = {str(s): int(j) for s, j in (self.folds or {}).items()}
         k = fold_count(list(features.columns))

@@ -69,6 +69,7 @@ logger = logging.getLogger(__name__)
 
 LOCAL_PREFIX = "pc_"
 GLOBAL_PREFIX = "emb_"
+SHAPE_PREFIX = "shp_"
 
 #: Minimum number of training subjects a space needs (one gives no spread to measure).
 MIN_TRAINING_ROWS = 2
@@ -77,8 +78,9 @@ MIN_TRAINING_ROWS = 2
 def feature_spaces(columns: Iterable[str]) -> dict[str, list[str]]:
     """The feature spaces of a model-input table's columns, in column order within each.
 
-    ``pc_*`` -> ``local``; ``emb_f{j}_*`` (cross-fitted embeddings) -> ``global_f{j}``;
-    any other ``emb_*`` -> ``global``. Other columns (``subject_id``, ...) are ignored.
+    ``pc_*`` -> ``local``; ``shp_*`` -> ``shape``; ``emb_f{j}_*`` (cross-fitted embeddings)
+    -> ``global_f{j}``; any other ``emb_*`` -> ``global``. Other columns (``subject_id``,
+    ...) are ignored.
     A table with both plain ``emb_*`` and fold blocks is refused: it mixes two embeddings.
     """
     spaces: dict[str, list[str]] = {}
@@ -90,6 +92,8 @@ def feature_spaces(columns: Iterable[str]) -> dict[str, list[str]]:
             name = "global"
         elif column.startswith(LOCAL_PREFIX):
             name = "local"
+        elif column.startswith(SHAPE_PREFIX):
+            name = "shape"
         else:
             continue
         spaces.setdefault(name, []).append(column)
@@ -106,7 +110,7 @@ def _space_order(name: str) -> tuple[int, int]:
         return (0, 0)
     if name.startswith("global_f"):
         return (0, int(name[len("global_f") :]) + 1)
-    return (1, 0)
+    return (1, 0) if name == "local" else (2, 0)
 
 
 class DistributionMonitor(BaseEstimator):

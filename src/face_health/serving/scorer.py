@@ -67,6 +67,9 @@ class ScanScorer:
     #: ``modelling.ood.DistributionMonitor``: how far a scan's features are from the training
     #: cohort. None in a model logged before it existed (``check_settings`` refuses those).
     ood_monitor: Any = None
+    #: ``omics.shape.ShapeFeatures``: the shape family from the fitted face. None in a model
+    #: logged before it existed (its health models use no shape columns).
+    shape_model: Any = None
     _detector: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -135,9 +138,9 @@ class ScanScorer:
 
     def stage_features(
         self, mesh: trimesh.Trimesh, subject_id: str
-    ) -> tuple[pd.DataFrame, dict[str, float], dict[str, Any]]:
+    ) -> tuple[pd.DataFrame, dict[str, float], dict[str, Any], pd.DataFrame]:
         """The pipeline's feature tables for one clean mesh: its ``global_features`` row,
-        its ``region_radiomics`` row and the QC of each stage."""
+        its ``region_radiomics`` row, the QC of each stage and its ``shape_features`` row."""
         from face_health.embedding.cross_fit import embed_views
         from face_health.omics.local_features import subject_local_features
         from face_health.views.rendering import render_directional_views
@@ -160,13 +163,24 @@ class ScanScorer:
             self.settings("radiomics"),
         )
         qc.update(local.qc)
-        return global_row, {schema.ID_COLUMN: subject_id, **local.radiomics}, qc
+        shape_row = self._shape_row(face.fitted, subject_id)
+        return global_row, {schema.ID_COLUMN: subject_id, **local.radiomics}, qc, shape_row
+
+    def _shape_row(self, fitted: np.ndarray | None, subject_id: str) -> pd.DataFrame:
+        """The ``shape_features`` row of one aligned fitted face (subject id only when the
+        model has no shape family or the face no fit)."""
+        if self.shape_model is None or fitted is None:
+            return pd.DataFrame({schema.ID_COLUMN: [subject_id]})
+        return self.shape_model.transform({subject_id: fitted})
 
     def features(self, mesh: trimesh.Trimesh, subject_id: str) -> tuple[pd.DataFrame, dict]:
-        """Global + local (PCA) features of one clean mesh (mm), and the QC of each stage."""
-        global_row, radiomics, qc = self.stage_features(mesh, subject_id)
+        """Global, local (PCA) and shape features of one clean mesh (mm), and the QC of each
+        stage: the row ``assemble_model_input`` makes in training."""
+        from face_health.modelling.models import model_input_table
+
+        global_row, radiomics, qc, shape_row = self.stage_features(mesh, subject_id)
         local_row = self.facial_omics.transform(pd.DataFrame([radiomics]))
-        return global_row.merge(local_row, on=schema.ID_COLUMN), qc
+        return model_input_table(global_row, local_row, shape_row), qc
 
     def score(
         self, source: str | Path | Callable[[], trimesh.Trimesh], subject_id: str | None = None

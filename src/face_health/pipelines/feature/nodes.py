@@ -18,12 +18,14 @@ from face_health.config import (
     FacialOmicsSettings,
     QcSettings,
     RadiomicsSettings,
+    ShapeFeatureSettings,
 )
 from face_health.errors import LeakageError
 from face_health.ingest.splits import subjects_in
 from face_health.omics.local_features import subject_local_features
 from face_health.omics.pca import FacialOmics, explained_variance_figure
 from face_health.omics.regions import region_map_figure, segment_regions
+from face_health.omics.shape import ShapeFeatures
 from face_health.parallel import check_failures, map_subjects
 from face_health.tracking import lightning_logger
 
@@ -269,3 +271,34 @@ def fit_facial_omics(
         100 * model.explained_variance_ratio_.sum(),
     )
     return model, model.transform(region_radiomics), explained_variance_figure(model)
+
+
+def fit_shape_features(
+    aligned_fitted_faces: dict[str, Callable[[], pd.DataFrame]],
+    splits: pd.DataFrame,
+    shape_features: dict[str, Any],
+) -> tuple[ShapeFeatures, pd.DataFrame]:
+    """The shape family (``omics.shape``): identity and expression coefficients and the
+    displacement PCA of every fitted face, fitted on the training split only.
+
+    Without fitted faces (``landmarks.method: cnn``) the family is empty: a model without
+    columns and a table of subject ids only (``modelling.inputs`` naming it use the others)."""
+    settings = ShapeFeatureSettings.from_parameters(shape_features)
+    faces = {
+        sid: loader()[["x", "y", "z"]].to_numpy(float)
+        for sid, loader in sorted(aligned_fitted_faces.items())
+    }
+    if not faces:
+        logger.warning("no fitted faces (landmarks.method: cnn): no shape features")
+    train = set(subjects_in(splits, "train"))
+    model = ShapeFeatures(n_displacement=settings.n_displacement).fit(
+        {sid: v for sid, v in faces.items() if sid in train}
+    )
+    _check_training_only(model.fitted_on_, splits, "the shape features")
+    logger.info(
+        "shape features: %d columns (%d displacement components, %.0f%% of its variance)",
+        len(model.columns_),
+        len(model.explained_variance_ratio_),
+        100 * model.explained_variance_ratio_.sum(),
+    )
+    return model, model.transform(faces)

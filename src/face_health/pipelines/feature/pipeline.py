@@ -60,4 +60,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ],
     )
-    return stage("feature", [global_features, local_features])
+    shape_features = stage(
+        "shape_features",
+        [
+            Node(
+                nodes.fit_shape_features,
+                ["aligned_fitted_faces", "splits", "params:shape_features"],
+                ["shape_model", "shape_features"],
+                name="fit_shape_features",
+            ),
+        ],
+    )
+    return stage("feature", [global_features, local_features, shape_features])

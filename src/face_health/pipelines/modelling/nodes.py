@@ -22,7 +22,12 @@ from face_health.evaluation.metrics import (
     summary_figure,
 )
 from face_health.ingest.splits import assert_disjoint, subjects_in
-from face_health.modelling.models import CrossFittedHealthModels, HealthModels
+from face_health.modelling.models import (
+    CrossFittedHealthModels,
+    HealthModels,
+    model_input_table,
+    uses_embedding,
+)
 from face_health.modelling.ood import DistributionMonitor, score_distributions
 from face_health.parallel import torch_threads
 from face_health.serving.scorer import ScanScorer, log_scorer
@@ -39,10 +44,11 @@ MODEL_LABELS = {
 
 
 def assemble_model_input(
-    global_features: pd.DataFrame, local_features: pd.DataFrame
+    global_features: pd.DataFrame, local_features: pd.DataFrame, shape_features: pd.DataFrame
 ) -> pd.DataFrame:
-    """Global (``emb_*``) and local (``pc_*``) features side by side, one row per subject."""
-    return global_features.merge(local_features, on=schema.ID_COLUMN, how="outer")
+    """Global (``emb_*``), local (``pc_*``) and shape (``shp_*``) features side by side, one
+    row per subject (``modelling.models.model_input_table``, as the scorer builds it)."""
+    return model_input_table(global_features, local_features, shape_features)
 
 
 def _health_models(
@@ -62,7 +68,7 @@ def _health_models(
         "mlp_params": dataclasses.asdict(settings.mlp),
         "seed": settings.seed,
     }
-    if folds and options["inputs"] in ("global", "both"):
+    if folds and uses_embedding(options["inputs"]):
         return CrossFittedHealthModels(folds=folds, in_sample=in_sample, **options)
     if in_sample:
         raise ValueError("in_sample applies to cross-fitted models only")
@@ -133,40 +139,57 @@ def evaluate_on_test(
     return metrics, long, mlflow_metrics
 
 
+#: The ablation's feature families (``modelling.inputs`` values), beside the method's own.
+ABLATION_INPUTS = ("global", "local", "shape", "both", "local_shape", "all")
+
+
 def ablation(
     model_input: pd.DataFrame,
     clinical: pd.DataFrame,
     splits: pd.DataFrame,
     embedding_folds: pd.DataFrame,
     modelling: dict[str, Any],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The MLP on global, local and both feature families, evaluated on the test split;
-    with a cross-fitted embedding also ``mlp_both_in_sample``: the same networks with each
-    member fitted on the subjects its network trained on (what cross-fitting removes).
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The MLP on each feature family and their combinations (``ABLATION_INPUTS``; those
+    without columns, such as ``shape`` with ``landmarks.method: cnn``, are left out), on the
+    test split; with a cross-fitted embedding also ``mlp_<inputs>_in_sample`` of the method's
+    inputs: the same networks with each member fitted on the subjects its network trained
+    on (what cross-fitting removes).
 
-    Returns the metrics of every variant and the paired bootstrap differences (same subject
-    resamples) of each variant against ``mlp_both``, the method's."""
+    Returns the test metrics of every variant, the paired bootstrap differences (same
+    subject resamples) of each variant against the method's (``mlp_<modelling.inputs>``)
+    and every variant's metrics on the validation subjects: what ``modelling.inputs`` is
+    chosen on (the test split only reports)."""
     settings = ModellingSettings.from_parameters(modelling)
     folds = _folds(embedding_folds)
-    test_ids = subjects_in(splits, "test")
-    test_input = model_input[model_input[schema.ID_COLUMN].isin(test_ids)]
-    variants = [(inputs, False) for inputs in ("global", "local", "both")]
-    if folds:
-        variants.append(("both", True))
-    predictions = {}
+    test_ids, validation_ids = subjects_in(splits, "test"), subjects_in(splits, "validation")
+    variants = [(inputs, False) for inputs in dict.fromkeys((*ABLATION_INPUTS, settings.inputs))]
+    if folds and uses_embedding(settings.inputs):
+        variants.append((settings.inputs, True))
+    predictions, validation = {}, {}
     for inputs, in_sample in variants:
         models = _health_models(
             modelling, inputs=inputs, kinds=("mlp",), folds=folds, in_sample=in_sample
         )
-        with torch_threads(settings.torch_threads):
-            models.fit(model_input, clinical, splits)
+        try:
+            with torch_threads(settings.torch_threads):
+                models.fit(model_input, clinical, splits)
+        except ValueError as exc:
+            if "no feature columns match" not in str(exc):
+                raise
+            logger.info("ablation: no %s features, variant left out", inputs)
+            continue
         name = f"mlp_{inputs}" + ("_in_sample" if in_sample else "")
-        predictions[name] = models.predict(test_input, model="mlp")
+        ids = model_input[schema.ID_COLUMN]
+        predictions[name] = models.predict(model_input[ids.isin(test_ids)], model="mlp")
+        validation[name] = models.predict(model_input[ids.isin(validation_ids)], model="mlp")
     boot = {"n_boot": settings.n_bootstrap, "seed": settings.seed}
     metrics = evaluate(predictions, clinical, test_ids=test_ids, **boot)
-    pairs = [("mlp_both", name) for name in predictions if name != "mlp_both"]
+    method = f"mlp_{settings.inputs}"
+    pairs = [(method, name) for name in predictions if name != method]
     differences = paired_differences(predictions, clinical, test_ids=test_ids, pairs=pairs, **boot)
-    return metrics, differences
+    validation_metrics = evaluate(validation, clinical, test_ids=validation_ids, **boot)
+    return metrics, differences, validation_metrics
 
 
 def report_figures(
@@ -219,6 +242,7 @@ def log_inference_model(
     embedding_model: Any,
     template_region_centroids: dict,
     facial_omics_model: Any,
+    shape_model: Any,
     health_models: HealthModels,
     parameters: dict[str, Any],
     ood_monitor: DistributionMonitor,
@@ -235,6 +259,7 @@ def log_inference_model(
         embedding_model=embedding_model,
         template_region_centroids=template_region_centroids,
         facial_omics=facial_omics_model,
+        shape_model=shape_model,
         health_models=health_models,
         options=parameters,
         ood_monitor=ood_monitor,

@@ -12,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.assemble_model_input,
-                ["global_features", "local_features"],
+                ["global_features", "local_features", "shape_features"],
                 "model_input",
                 name="assemble_model_input",
             ),
@@ -42,7 +42,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.ablation,
                 ["model_input", "clinical", "splits", "embedding_folds", "params:modelling"],
-                ["ablation_metrics", "ablation_differences"],
+                ["ablation_metrics", "ablation_differences", "ablation_validation_metrics"],
                 name="ablation_global_local_both",
             ),
         ],
@@ -75,6 +75,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "embedding_model",
                     "template_region_centroids",
                     "facial_omics_model",
+                    "shape_model",
                     "health_models",
                     "parameters",
                     "ood_monitor",
