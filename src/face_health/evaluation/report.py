@@ -433,7 +433,7 @@ def development_block(
         "so it is not the headline (that is the final test cohort above); it is where the "
         "ablation runs. Headline metric per target with 95 % bootstrap intervals; "
         f'"MLP" is the method ({MODEL_NAMES.get(method, method).removeprefix("MLP, ")} '
-        "features, cross-fitted embedding), '
+        "features, cross-fitted embedding); "
         "the other MLP columns are the ablation's variants fitted beside it.",
         "",
     ]
