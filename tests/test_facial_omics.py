@@ -84,3 +84,26 @@ def test_explained_variance_figure(tmp_path) -> None:
     fig = explained_variance_figure(FacialOmics(n_components=0.9).fit(_table(50)))
     fig.savefig(tmp_path / "ev.png")
     assert (tmp_path / "ev.png").stat().st_size > 1000
+
+
+def test_per_region_pca_names_each_score_by_its_region_and_fits_on_training_rows() -> None:
+    table = _table(120)
+    model = FacialOmics(n_components=2, per_region=True).fit(table.iloc[:80])
+    local = model.transform(table)
+    regions = ["r0", "r1", "r2", "r3"]  # constant__f and mostly_missing__f are dropped
+    assert list(model.region_columns_) == regions
+    assert list(local.columns) == ["subject_id"] + [
+        f"pc_{r}_{i:02d}" for r in regions for i in (0, 1)
+    ]
+    # Each region's scores come from its own columns only: changing r0 moves no other region.
+    changed = table.copy()
+    changed.loc[:, [c for c in table.columns if c.startswith("r0__")]] *= 3.0
+    moved = (model.transform(changed).iloc[:, 1:] != local.iloc[:, 1:]).any()
+    assert moved[[c for c in moved.index if c.startswith("pc_r0_")]].all()
+    assert not moved[[c for c in moved.index if not c.startswith("pc_r0_")]].any()
+    # Training rows only, and the shares add up over the regions.
+    assert model.fitted_on_ == list(table["subject_id"].iloc[:80])
+    assert set(model.fitted_pipelines()) == set(regions)
+    ratio = model.explained_variance_ratio_
+    assert len(ratio) == 8 and 0.0 < ratio.sum() <= 1.0 + 1e-9
+    assert model.transform(table).equals(pickle.loads(pickle.dumps(model)).transform(table))

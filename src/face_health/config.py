@@ -418,6 +418,7 @@ class FacialOmicsSettings(Section):
 
     n_components: float | int
     max_missing: float
+    per_region: bool
 
 
 @dataclasses.dataclass(frozen=True)

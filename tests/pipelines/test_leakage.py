@@ -126,18 +126,19 @@ def _radiomics(splits: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 def _omics_state(model) -> dict[str, Any]:
     """What the facial-omics model learned (``face_health.omics.pca.FacialOmics``)."""
-    steps = model.pipeline_.named_steps
-    return {
-        "columns_": model.columns_,
-        "fitted_on_": model.fitted_on_,
-        "impute.statistics_": steps["impute"].statistics_,
-        "scale.mean_": steps["scale"].mean_,
-        "scale.scale_": steps["scale"].scale_,
-        "pca.mean_": steps["pca"].mean_,
-        "pca.components_": steps["pca"].components_,
-        "pca.explained_variance_": steps["pca"].explained_variance_,
-        "pca.n_components_": steps["pca"].n_components_,
-    }
+    state: dict[str, Any] = {"columns_": model.columns_, "fitted_on_": model.fitted_on_}
+    for name, pipeline in model.fitted_pipelines().items():
+        steps = pipeline.named_steps
+        state |= {
+            f"{name}.impute.statistics_": steps["impute"].statistics_,
+            f"{name}.scale.mean_": steps["scale"].mean_,
+            f"{name}.scale.scale_": steps["scale"].scale_,
+            f"{name}.pca.mean_": steps["pca"].mean_,
+            f"{name}.pca.components_": steps["pca"].components_,
+            f"{name}.pca.explained_variance_": steps["pca"].explained_variance_,
+            f"{name}.pca.n_components_": steps["pca"].n_components_,
+        }
+    return state
 
 
 @pytest.mark.parametrize("kind", [*GARBAGE, "absent"])
@@ -360,7 +361,7 @@ def test_health_models_ignore_test_features_and_labels(kind: str) -> None:
         return
     # Control (once): the comparison sees a change in one training subject's features.
     nudged = features.copy()
-    nudged.loc[0, "emb_000"] += 0.5
+    nudged.loc[0, "pc_000"] += 0.5  # a local feature: every inputs setting uses them
     assert _differs(models, train_health_models(nudged, clinical, splits, NO_FOLDS, params))
 
 
@@ -375,7 +376,8 @@ def test_cross_fitted_health_models_ignore_test_rows_and_keep_their_folds(in_sam
     splits = _splits(14, 4, 4)
     features, clinical = _model_inputs(splits)
     features, folds = _cross_fitted(features, splits)
-    params = {**_modelling_params(), "kinds": ["mlp", "linear"]}
+    # inputs with the embedding: cross-fitting applies to them (the default may not use it)
+    params = {**_modelling_params(), "kinds": ["mlp", "linear"], "inputs": "both"}
     fold_of = dict(zip(folds[ID], folds["fold"], strict=True))
     test_ids = _held_out(splits, ("test",))
 
@@ -410,7 +412,8 @@ def test_cross_fitted_models_refuse_features_of_another_run() -> None:
     _, folds = _cross_fitted(features, splits)
     fold_of = dict(zip(folds[ID], folds["fold"], strict=True))
     with pytest.raises(ValueError, match="different runs"):
-        _health_models(_modelling_params(), folds=fold_of).fit(features, clinical, splits)
+        params = {**_modelling_params(), "inputs": "both"}
+        _health_models(params, folds=fold_of).fit(features, clinical, splits)
 
 
 def test_health_models_use_validation_only_to_stop_and_choose() -> None:

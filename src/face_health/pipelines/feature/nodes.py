@@ -260,9 +260,11 @@ def fit_facial_omics(
     """Standardise + PCA fitted on the training split only -> ``local_features``."""
     settings = FacialOmicsSettings.from_parameters(facial_omics)
     train = set(subjects_in(splits, "train"))
-    model = FacialOmics(n_components=settings.n_components, max_missing=settings.max_missing).fit(
-        region_radiomics[region_radiomics[schema.ID_COLUMN].isin(train)]
-    )
+    model = FacialOmics(
+        n_components=settings.n_components,
+        max_missing=settings.max_missing,
+        per_region=settings.per_region,
+    ).fit(region_radiomics[region_radiomics[schema.ID_COLUMN].isin(train)])
     _check_training_only(model.fitted_on_, splits, "the facial-omics PCA")
     logger.info(
         "facial omics: %d features -> %d components (%.0f%% of the variance)",
