@@ -64,6 +64,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/local_features.csv")
+    parser.add_argument(
+        "--ensembles",
+        type=int,
+        nargs="*",
+        default=[1, 3, 5],
+        help="seed-ensemble sizes of the MLP tried with the configured local features and inputs",
+    )
+    parser.add_argument("--skip-variants", action="store_true", help="only the ensembles")
     args = parser.parse_args()
     data = args.data
     radiomics = pd.read_parquet(data / "04_feature/region_radiomics.parquet")
@@ -84,7 +92,7 @@ def main() -> None:
     validation = splits.loc[splits["split"] == "validation", ID_COLUMN].tolist()
     others = model_input.filter(regex=f"^({ID_COLUMN}|emb_|shp_)")
     rows = []
-    for label, per_region, n in VARIANTS:
+    for label, per_region, n in () if args.skip_variants else VARIANTS:
         start = time.perf_counter()
         omics = FacialOmics(n_components=n, per_region=per_region)
         omics.fit(radiomics[radiomics[ID_COLUMN].isin(train)])
@@ -105,6 +113,37 @@ def main() -> None:
                 row = {"variant": label, "components": n_local, "inputs": inputs, "model": kind}
                 rows.append(row | summarise(metrics[metrics["model"] == kind]))
         print(f"{label}: {n_local} components, {time.perf_counter() - start:.0f} s", flush=True)
+    feature = yaml.safe_load((ROOT / "conf/base/parameters_feature.yml").read_text())
+    configured = feature["facial_omics"]
+    omics = FacialOmics(
+        n_components=configured["n_components"], per_region=configured["per_region"]
+    )
+    omics.fit(radiomics[radiomics[ID_COLUMN].isin(train)])
+    features = omics.transform(radiomics).merge(others, on=ID_COLUMN)
+    held = features[features[ID_COLUMN].isin(validation)]
+    inputs = modelling["inputs"]
+    for members in args.ensembles:
+        start = time.perf_counter()
+        params = {
+            **options,
+            "kinds": ("mlp",),
+            "mlp_params": {**modelling["mlp"], "ensemble": members},
+        }
+        if uses_embedding(inputs):
+            models = CrossFittedHealthModels(folds=folds, inputs=inputs, **params)
+        else:
+            models = HealthModels(inputs=inputs, **params)
+        with torch_threads(1):
+            models.fit(features, clinical, splits)
+        seconds = time.perf_counter() - start
+        metrics = evaluate(
+            {"mlp": models.predict(held, model="mlp")}, clinical, test_ids=validation, n_boot=0
+        )
+        label = f"configured, MLP ensemble of {members}"
+        n_local = sum(str(c).startswith("pc_") for c in features.columns)
+        row = {"variant": label, "components": n_local, "inputs": inputs}
+        rows.append(row | {"model": "mlp"} | summarise(metrics) | {"fit_s": seconds})
+        print(f"{label}: {seconds:.0f} s", flush=True)
     table = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False, float_format="%.4g")

@@ -19,6 +19,7 @@ from face_health.modelling.models import (
     LinearBaseline,
     MaskedMLP,
     MeanBaseline,
+    MLPEnsemble,
     target_groups,
 )
 from face_health.schema import TARGET_NAMES, TARGETS
@@ -82,6 +83,25 @@ def test_mlp_is_deterministic_clones_and_pickles():
     assert twin.get_params() == a.get_params() and not hasattr(twin, "model_")
     restored = pickle.loads(pickle.dumps(a))
     np.testing.assert_array_equal(restored.predict(X), a.predict(X))
+
+
+def test_seed_ensemble_is_the_mean_of_its_members_and_the_setting_builds_it(cohort):
+    X, y = _quadratic(n=120)
+    params = {**FAST, "max_epochs": 30}
+    ensemble = MLPEnsemble(n_members=3, mlp_params=params, seed=5).fit(X[:80], y[:80])
+    assert [m.seed for m in ensemble.members_] == [5, 6, 7]
+    singles = [MaskedMLP(**params, seed=s).fit(X[:80], y[:80]).predict(X) for s in (5, 6, 7)]
+    np.testing.assert_allclose(ensemble.predict(X), np.mean(singles, axis=0))
+    assert not np.allclose(singles[0], singles[1])  # the members differ: the mean is not one
+    restored = pickle.loads(pickle.dumps(ensemble))
+    np.testing.assert_array_equal(restored.predict(X), ensemble.predict(X))
+    with pytest.raises(ValueError, match="at least one member"):
+        MLPEnsemble(n_members=0).fit(X, y)
+    features, targets, splits = cohort
+    models = HealthModels(mlp_params={**MLP_PARAMS, "ensemble": 2}).fit(features, targets, splits)
+    assert all(isinstance(m, MLPEnsemble) for m in models.estimators_["mlp"].values())
+    single = HealthModels(mlp_params={**MLP_PARAMS, "ensemble": 1}).fit(features, targets, splits)
+    assert all(isinstance(m, MaskedMLP) for m in single.estimators_["mlp"].values())
 
 
 def test_mlp_early_stopping_restores_best_epoch():

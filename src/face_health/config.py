@@ -442,6 +442,8 @@ class MlpSettings:
     max_epochs: int
     patience: int
     batch_size: int
+    #: MLPs averaged per group, seeds ``seed`` to ``seed + ensemble - 1`` (1: one MLP).
+    ensemble: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -243,6 +243,40 @@ class MaskedMLP(BaseEstimator):
         return out
 
 
+class MLPEnsemble(BaseEstimator):
+    """The mean of ``n_members`` :class:`MaskedMLP` that differ only in their seed (``seed``,
+    ``seed + 1``, ...): each is fitted and early-stopped as a single MLP is; regression
+    outputs are averaged, and so are the probabilities of binary ones. ``modelling.mlp.ensemble``
+    sets ``n_members`` (1: a single MLP, not this class)."""
+
+    def __init__(
+        self,
+        kinds: Sequence[str] = ("regression",),
+        n_members: int = 5,
+        mlp_params: dict | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.kinds = kinds
+        self.n_members = n_members
+        self.mlp_params = mlp_params
+        self.seed = seed
+
+    def fit(self, X, Y, X_val=None, Y_val=None) -> MLPEnsemble:
+        if self.n_members < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {self.n_members}")
+        self.members_ = [
+            MaskedMLP(
+                **{**(self.mlp_params or {}), "kinds": self.kinds, "seed": self.seed + i}
+            ).fit(X, Y, X_val, Y_val)
+            for i in range(self.n_members)
+        ]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The members' mean: regression outputs in original units, probabilities: (n, k)."""
+        return np.mean([member.predict(X) for member in self.members_], axis=0)
+
+
 class MeanBaseline(BaseEstimator):
     """Predicts each output's training mean (regression) or prevalence (binary), NaN-aware."""
 
@@ -610,7 +644,11 @@ class HealthModels(_Choosing, BaseEstimator):
 
     def _make(self, kind: str, spec: GroupSpec) -> BaseEstimator:
         if kind == "mlp":
-            return MaskedMLP(**{**(self.mlp_params or {}), "kinds": spec.kinds, "seed": self.seed})
+            params = dict(self.mlp_params or {})
+            members = int(params.pop("ensemble", 1))
+            if members > 1:
+                return MLPEnsemble(spec.kinds, members, params, self.seed)
+            return MaskedMLP(**{**params, "kinds": spec.kinds, "seed": self.seed})
         return MODEL_KINDS[kind](kinds=spec.kinds)
 
     def fit(
