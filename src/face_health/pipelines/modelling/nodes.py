@@ -153,8 +153,9 @@ def ablation(
     """The MLP on each feature family and their combinations (``ABLATION_INPUTS``; those
     without columns, such as ``shape`` with ``landmarks.method: cnn``, are left out), on the
     test split; with a cross-fitted embedding also ``mlp_<inputs>_in_sample`` of the method's
-    inputs: the same networks with each member fitted on the subjects its network trained
-    on (what cross-fitting removes).
+    inputs (of ``both`` when the method's inputs leave the embedding out): the same networks
+    with each member fitted on the subjects its network trained on (what cross-fitting
+    removes).
 
     Returns the test metrics of every variant, the paired bootstrap differences (same
     subject resamples) of each variant against the method's (``mlp_<modelling.inputs>``)
@@ -164,8 +165,8 @@ def ablation(
     folds = _folds(embedding_folds)
     test_ids, validation_ids = subjects_in(splits, "test"), subjects_in(splits, "validation")
     variants = [(inputs, False) for inputs in dict.fromkeys((*ABLATION_INPUTS, settings.inputs))]
-    if folds and uses_embedding(settings.inputs):
-        variants.append((settings.inputs, True))
+    if folds:  # what cross-fitting removes: the method's inputs, or both when they lack it
+        variants.append((settings.inputs if uses_embedding(settings.inputs) else "both", True))
     predictions, validation = {}, {}
     for inputs, in_sample in variants:
         models = _health_models(
