@@ -23,9 +23,9 @@ import pandas as pd
 import yaml
 
 from face_health.evaluation.metrics import evaluate
-from face_health.modelling.models import CrossFittedHealthModels, HealthModels, uses_embedding
 from face_health.omics.pca import FacialOmics
 from face_health.parallel import torch_threads
+from face_health.pipelines.modelling.nodes import _health_models
 from face_health.schema import BINARY_TARGETS, ID_COLUMN, REGRESSION_TARGETS
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
@@ -82,12 +82,6 @@ def main() -> None:
     folds = dict(zip(folds_table[ID_COLUMN], folds_table["fold"].astype(int), strict=True))
     modelling = yaml.safe_load((ROOT / "conf/base/parameters_modelling.yml").read_text())
     modelling = modelling["modelling"]
-    options = {
-        "per": modelling["per"],
-        "kinds": ("mlp", "linear"),
-        "mlp_params": modelling["mlp"],
-        "seed": modelling["seed"],
-    }
     train = splits.loc[splits["split"] == "train", ID_COLUMN]
     validation = splits.loc[splits["split"] == "validation", ID_COLUMN].tolist()
     others = model_input.filter(regex=f"^({ID_COLUMN}|emb_|shp_)")
@@ -100,10 +94,8 @@ def main() -> None:
         features = local.merge(others, on=ID_COLUMN)
         n_local = local.shape[1] - 1
         for inputs in INPUTS:
-            if uses_embedding(inputs):
-                models = CrossFittedHealthModels(folds=folds, inputs=inputs, **options)
-            else:
-                models = HealthModels(inputs=inputs, **options)
+            # the pipeline's own constructor: cross-fitted where the inputs use the embedding
+            models = _health_models(modelling, inputs=inputs, kinds=("mlp", "linear"), folds=folds)
             with torch_threads(1):
                 models.fit(features, clinical, splits)
             held = features[features[ID_COLUMN].isin(validation)]
@@ -124,15 +116,8 @@ def main() -> None:
     inputs = modelling["inputs"]
     for members in args.ensembles:
         start = time.perf_counter()
-        params = {
-            **options,
-            "kinds": ("mlp",),
-            "mlp_params": {**modelling["mlp"], "ensemble": members},
-        }
-        if uses_embedding(inputs):
-            models = CrossFittedHealthModels(folds=folds, inputs=inputs, **params)
-        else:
-            models = HealthModels(inputs=inputs, **params)
+        params = {**modelling, "mlp": {**modelling["mlp"], "ensemble": members}}
+        models = _health_models(params, inputs=inputs, kinds=("mlp",), folds=folds)
         with torch_threads(1):
             models.fit(features, clinical, splits)
         seconds = time.perf_counter() - start
