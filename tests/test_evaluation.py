@@ -300,3 +300,34 @@ def test_paired_differences_refuse_an_unknown_model():
     truth, models, ids = _three_models()
     with pytest.raises(ValueError, match="no predictions of model"):
         paired_differences(models, truth, test_ids=ids, pairs=[("good", "ridge")], n_boot=10)
+
+
+def test_rowwise_bootstrap_metrics_equal_the_one_sample_ones_resample_by_resample() -> None:
+    """The bootstrap scores all resamples at once; each row must be what the one-sample
+    metric gives that resample (ties, one class only and constant predictions included)."""
+    from face_health.evaluation import metrics as m
+
+    rng = np.random.default_rng(3)
+    for n in (7, 45):
+        t = rng.normal(size=n)
+        cases = [(t, t + rng.normal(size=n)), (t, np.ones(n))]
+        labels = (rng.random(n) < 0.3).astype(float)
+        binary = [(labels, np.round(rng.random(n), 1)), (np.zeros(n), rng.random(n))]
+        idx = m._resamples(n, 200, seed=0)
+        draws = np.random.default_rng(0)
+        for row in idx:
+            np.testing.assert_array_equal(row, draws.integers(0, n, n))  # the same stream
+        for fn, rowwise, pairs in (
+            (m.regression_metrics, m._rowwise_regression, cases),
+            (m.binary_metrics, m._rowwise_binary, binary),
+        ):
+            for y, p in pairs:
+                batch = rowwise(y[idx], p[idx])
+                for i, row in enumerate(idx[:50]):
+                    for name, value in fn(y[row], p[row]).items():
+                        np.testing.assert_allclose(batch[name][i], value, rtol=1e-12, atol=1e-12)
+        for metric, (y, p) in (("pearson_r", cases[1]), ("mae", cases[0]), ("auroc", binary[0])):
+            batch = m._rowwise_comparison(metric, y[idx], p[idx])
+            for i, row in enumerate(idx[:50]):
+                expected = m._comparison_value(metric, y[row], p[row])
+                np.testing.assert_allclose(batch[i], expected, rtol=1e-12, atol=1e-12)

@@ -58,3 +58,12 @@ def test_the_environment_is_the_locked_one() -> None:
     assert not differ, "the environment is not the lock's (re-run ./setup.sh):\n" + "\n".join(
         differ
     )
+
+
+def test_the_logged_model_names_its_runtime_dependencies_pinned() -> None:
+    from face_health.serving.scorer import model_requirements
+
+    needed = {Requirement(r).name: Requirement(r) for r in model_requirements()}
+    assert {"face-health", "torch", "timm", "trimesh", "mlflow"} <= set(needed)
+    assert not {"pytest", "ruff"} & set(needed)  # development tools stay out
+    assert all(str(r.specifier).startswith("==") for r in needed.values())

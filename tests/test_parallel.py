@@ -204,3 +204,22 @@ def test_get_executor() -> None:
     assert [o.value for o in outcomes.values()] == [v * v + 2 for v in ITEMS.values()]
     with pytest.raises(ValueError, match="processes, sequential"):
         get_executor("dask")
+
+
+def worker_pid(_: object) -> int:
+    return os.getpid()
+
+
+def test_workers_are_kept_for_the_next_stage_and_replaced_after_a_crash() -> None:
+    from face_health.parallel import release_pools
+
+    items = {f"S{i:03d}": i for i in range(6)}
+    first = {o.value for o in map_subjects(worker_pid, items, n_jobs=2).values()}
+    second = {o.value for o in map_subjects(worker_pid, items, n_jobs=2).values()}
+    assert os.getpid() not in first and second <= first  # the same workers, no new start
+    with pytest.raises(SubjectCrashedError):
+        map_subjects(bug_on_seven, {f"S{i:03d}": i for i in range(9)}, n_jobs=2)
+    after = {o.value for o in map_subjects(worker_pid, items, n_jobs=2).values()}
+    assert not after & first  # the crashed stage's pool was shut down
+    assert release_pools() >= 1
+    assert release_pools() == 0

@@ -124,3 +124,34 @@ def test_released_contexts_are_recreated_on_the_next_render() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+def test_single_sample_views_differ_from_antialiased_ones_only_at_the_silhouette() -> None:
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    from face_health.views.rendering import FaceRenderer
+
+    face = _ball_face()
+    with FaceRenderer(64, antialias=True) as smooth, FaceRenderer(64, antialias=False) as sharp:
+        a, _ = smooth.render(face, [(0.0, 0.0)], centre=TEMPLATE_FACE_CENTRE)
+        b, _ = sharp.render(face, [(0.0, 0.0)], centre=TEMPLATE_FACE_CENTRE)
+    inside = b[0].sum(axis=-1) > 0
+    edge = binary_dilation(inside, iterations=1) & ~binary_erosion(inside, iterations=1)
+    gap = np.abs(a[0].astype(int) - b[0]).max(axis=-1)
+    assert gap[edge].max() > 30  # a single-sample context really is one
+    assert gap[~edge].max() <= 1  # elsewhere the same, to rounding of the sample average
+    # the single-sample silhouette is hard: background or face, no blend of both
+    blended = (a[0].sum(axis=-1) > 0) & ~inside
+    assert blended.any()
+
+
+def test_orthographic_scenes_are_reused_for_the_same_mesh_only() -> None:
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=50.0)
+    camera = orbit_camera(np.eye(3), np.zeros(3), 0.0, 0.0, half_extent=80.0, size=48)
+    with OrthoRenderer(48) as renderer:
+        first = renderer.render(sphere, [camera])
+        again = renderer.render(sphere, [camera])
+        sphere.apply_translation([15.0, 0.0, 0.0])  # same object, new content
+        moved = renderer.render(sphere, [camera])
+    np.testing.assert_array_equal(first["shaded"], again["shaded"])
+    assert not np.array_equal(np.isnan(first["depth"]), np.isnan(moved["depth"]))

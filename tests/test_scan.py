@@ -13,6 +13,7 @@ from kedro.io.core import DatasetError
 from PIL import Image
 
 from face_health.colour import texture_image
+from face_health.ingest.decimation import decimate
 from face_health.ingest.scan import (
     QC_COLUMNS,
     ScanError,
@@ -328,6 +329,28 @@ def test_decimation_keeps_uv_seams_and_closes_geometry() -> None:
     assert _max_u_span(cleaned) <= _max_u_span(mesh) + 1e-9
     welded = trimesh.Trimesh(cleaned.vertices, cleaned.faces)  # merges seam copies
     assert welded.is_watertight  # seams did not open into cracks
+
+
+def test_one_decimation_pass_lands_near_the_budget_and_keeps_the_seams() -> None:
+    mesh = seamed_sphere(subdivisions=5)
+    full = decimate(mesh, 3000)
+    once = decimate(mesh, 3000, passes=1)
+    assert len(full.vertices) <= 3000
+    assert 0.9 * 3000 < len(once.vertices) < 1.1 * 3000
+    assert _max_u_span(once) <= _max_u_span(mesh) + 1e-9
+    assert trimesh.Trimesh(once.vertices, once.faces).is_watertight
+
+
+def test_glb_textures_are_stored_losslessly_and_the_mesh_is_left_as_it_was() -> None:
+    from face_health.ingest.storage import as_stored, export_mesh
+
+    mesh = seamed_sphere(subdivisions=3)
+    image = mesh.visual.material.image
+    stored = as_stored(mesh)
+    np.testing.assert_array_equal(np.asarray(texture_image(stored)), np.asarray(image))
+    assert "encoderinfo" not in image.__dict__  # the fast PNG level was only for the export
+    payload = export_mesh(mesh, "a.glb")["a.glb"]
+    assert len(payload) > 0
 
 
 def test_vertex_colours_carried_through_decimation() -> None:

@@ -365,6 +365,8 @@ class ViewSettings(Section):
     distance_mm: float
     n_jobs: int
     contact_sheet_subjects: int
+    # 4x multisampling; a model whose settings predate the key was rendered with it
+    antialias: bool = True
 
     def __post_init__(self) -> None:
         if self.n_per_direction < 3:
@@ -463,6 +465,8 @@ class ModellingSettings(Section):
     ood_percentile: float
     #: ``ood_score`` above which a scan is refused (no predictions) rather than flagged.
     ood_refuse_score: float
+    #: processes for the ablation's variants (0: all cores)
+    n_jobs: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -147,3 +147,22 @@ def test_regions_transferred_from_the_fit_match_the_model_topology() -> None:
         on_model = fitted.area_faces[labels == i].sum()
         on_scan = mesh.area_faces[regions.labels == i].sum()
         assert on_scan == pytest.approx(on_model, rel=0.1), region
+
+
+def test_the_fit_reads_shape_and_normals_of_the_sample_off_its_patch_exactly() -> None:
+    """The fit evaluates the model on the faces around its sampled vertices only: the
+    normals there must be the whole surface's, to the bit."""
+    from face_health.landmarks import model_fit
+
+    model = load_face_model()
+    settings = model_fit.FitSettings()
+    modes, order = model_fit._basis(settings.n_identity, tuple(settings.expressions))
+    sample = np.sort(order[: settings.n_points])
+    faces, vertices, at = model_fit._sample_patch(settings.n_points)
+    np.testing.assert_array_equal(vertices[at], sample)
+    coefficients = np.random.default_rng(0).normal(0.0, 0.5, modes.shape[-1])
+    shape = model.mean + modes @ coefficients
+    whole = trimesh.Trimesh(shape, model.faces, process=False).vertex_normals[sample]
+    patch = trimesh.Trimesh(shape[vertices], faces, process=False).vertex_normals[at]
+    np.testing.assert_array_equal(patch, whole)
+    assert len(faces) < 0.5 * len(model.faces)

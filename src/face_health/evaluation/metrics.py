@@ -136,6 +136,92 @@ def binary_metrics(y_true, p) -> dict[str, float]:
     }
 
 
+# --- the same metrics over many resamples at once --------------------------------------------
+# A bootstrap scores 1000 resamples of every target and model: one (B, n) array each instead
+# of a Python loop (the ablation's intervals took 33 s of the default run). Each row gives the
+# value the one-sample function above gives for that resample, to rounding.
+
+
+def _resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, n)`` subject indices: the draws of ``n_boot`` calls of
+    ``rng.integers(0, n, n)`` in turn, from ``default_rng(seed)`` (one call, same stream)."""
+    return np.random.default_rng(seed).integers(0, n, (n_boot, n))
+
+
+def _rowwise_regression(t: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+    """``regression_metrics`` of each row of ``t, p (B, n)``."""
+    err = p - t
+    dt = t - t.mean(axis=1, keepdims=True)
+    dp = p - p.mean(axis=1, keepdims=True)
+    t_varies, p_varies = np.ptp(t, axis=1) > 0, np.ptp(p, axis=1) > 0
+    ss_t, ss_p = (dt**2).sum(axis=1), (dp**2).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(t_varies, 1.0 - (err**2).sum(axis=1) / ss_t, np.nan)
+        r = np.where(t_varies & p_varies, (dt * dp).sum(axis=1) / np.sqrt(ss_t * ss_p), np.nan)
+    return {
+        "mae": np.abs(err).mean(axis=1),
+        "rmse": np.sqrt((err**2).mean(axis=1)),
+        "r2": r2,
+        "pearson_r": r,
+    }
+
+
+def _rowwise_auroc(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    pos = t == 1
+    n1 = pos.sum(axis=1)
+    n0 = t.shape[1] - n1
+    ranks = rankdata(p, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = ((ranks * pos).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return np.where((n1 == 0) | (n0 == 0), np.nan, value)
+
+
+def _rowwise_average_precision(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    order = np.argsort(-p, axis=1, kind="mergesort")
+    t = np.take_along_axis(t, order, axis=1)
+    p = np.take_along_axis(p, order, axis=1)
+    n = t.shape[1]
+    last_of_tie = np.ones(t.shape, dtype=bool)
+    last_of_tie[:, :-1] = np.diff(p, axis=1) != 0
+    tps = np.cumsum(t, axis=1)
+    total = tps[:, -1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = tps / total
+        precision = tps / np.arange(1, n + 1)
+    at_ties = np.where(last_of_tie, recall, 0.0)
+    # recall at the previous tie's end: recall only grows, so the running maximum before k
+    before = np.zeros_like(at_ties)
+    before[:, 1:] = np.maximum.accumulate(at_ties, axis=1)[:, :-1]
+    value = np.where(last_of_tie, (recall - before) * precision, 0.0).sum(axis=1)
+    positives = total[:, 0]
+    return np.where((positives == 0) | (positives == n), np.nan, value)
+
+
+def _rowwise_ece(t: np.ndarray, p: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    b, n = t.shape
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1) + n_bins * np.arange(b)[:, None]
+    observed = np.bincount(bins.ravel(), t.ravel(), b * n_bins).reshape(b, n_bins)
+    expected = np.bincount(bins.ravel(), p.ravel(), b * n_bins).reshape(b, n_bins)
+    return np.abs(observed - expected).sum(axis=1) / n
+
+
+def _rowwise_binary(t: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+    """``binary_metrics`` of each row of ``t, p (B, n)``."""
+    return {
+        "auroc": _rowwise_auroc(t, p),
+        "auprc": _rowwise_average_precision(t, p),
+        "brier": ((p - t) ** 2).mean(axis=1),
+        "ece": _rowwise_ece(t, p),
+    }
+
+
+#: The row-wise twin of each metric function the bootstrap knows.
+_ROWWISE: dict[Callable, Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]] = {
+    regression_metrics: _rowwise_regression,
+    binary_metrics: _rowwise_binary,
+}
+
+
 def bootstrap_ci(
     metric_fn: MetricFn,
     y_true,
@@ -158,7 +244,12 @@ def bootstrap_ci(
     point = metric_fn(t, p)
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {m: [] for m in point}
-    if len(t):
+    rowwise = _ROWWISE.get(metric_fn)
+    if len(t) and n_boot > 0 and rowwise is not None:
+        idx = _resamples(len(t), n_boot, seed)
+        for m, values in rowwise(t[idx], p[idx]).items():
+            draws[m] = values[np.isfinite(values)].tolist()
+    elif len(t):
         for _ in range(n_boot):
             idx = rng.integers(0, len(t), len(t))
             for m, v in metric_fn(t[idx], p[idx]).items():
@@ -238,6 +329,17 @@ def _comparison_value(metric: str, t: np.ndarray, p: np.ndarray) -> float:
     return binary_metrics(t, p)[metric]
 
 
+def _rowwise_comparison(metric: str, t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``_comparison_value`` of each row of ``t, p (B, n)``."""
+    if metric == "pearson_r":
+        r = _rowwise_regression(t, p)["pearson_r"]
+        constant_p = (np.ptp(p, axis=1) == 0) & (np.ptp(t, axis=1) > 0)
+        return np.where(constant_p, 0.0, r)
+    if metric in ("mae", "rmse", "r2"):
+        return _rowwise_regression(t, p)[metric]
+    return _rowwise_binary(t, p)[metric]
+
+
 def paired_differences(
     predictions: dict[str, pd.DataFrame],
     truth: pd.DataFrame,
@@ -304,16 +406,13 @@ def paired_differences(
             keep = ~(np.isnan(y) | np.isnan(pa) | np.isnan(pb))
             t, qa, qb = y[keep], pa[keep], pb[keep]
             va, vb = _comparison_value(metric, t, qa), _comparison_value(metric, t, qb)
-            rng = np.random.default_rng(seed)
             draws = []
-            if len(t):
-                for _ in range(n_boot):
-                    idx = rng.integers(0, len(t), len(t))
-                    d = _comparison_value(metric, t[idx], qa[idx]) - _comparison_value(
-                        metric, t[idx], qb[idx]
-                    )
-                    if np.isfinite(d):
-                        draws.append(d)
+            if len(t) and n_boot > 0:
+                idx = _resamples(len(t), n_boot, seed)
+                d = _rowwise_comparison(metric, t[idx], qa[idx]) - _rowwise_comparison(
+                    metric, t[idx], qb[idx]
+                )
+                draws = d[np.isfinite(d)].tolist()
             diff = va - vb
             if draws:
                 low, high = np.percentile(draws, [100 * alpha / 2, 100 * (1 - alpha / 2)])

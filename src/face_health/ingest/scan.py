@@ -111,6 +111,9 @@ def group_scan_files(relative_paths: Iterable[str]) -> tuple[dict[str, str], dic
     return scans, rejected
 
 
+_FACE_LINE = re.compile(r"^f[ \t]", re.M)
+
+
 def read_scan(
     path: str | os.PathLike, *, companion_texture: bool = True, limits: ScanLimits | None = None
 ) -> trimesh.Trimesh:
@@ -163,7 +166,7 @@ def read_scan(
         _check_gltf_uris(data, path.parent)
     if fmt in (".glb", ".gltf"):
         check_embedded_images(path, data, limits)
-    n_face_lines = sum(1 for _ in re.finditer(r"^f[ \t]", text, re.M)) if fmt == ".obj" else 0
+    n_face_lines = len(_FACE_LINE.findall(text)) if fmt == ".obj" else 0
     del data
     stripped = obj_for_parser(text) if fmt == ".obj" else None
     source: Any = str(path) if stripped is None else io.BytesIO(stripped.encode())

@@ -380,6 +380,28 @@ except ImportError:  # pragma: no cover - mlflow is always installed with the pr
     FaceHealthPyfunc = None  # type: ignore[assignment,misc]
 
 
+def model_requirements() -> list[str]:
+    """What the logged model needs installed: this package at its version and its runtime
+    dependencies at the versions of this environment (read from the installed metadata).
+    Given explicitly, MLflow does not infer them by loading the model in a subprocess (10 s
+    of a default run, and its guess left out torch and timm)."""
+    import importlib.metadata as metadata
+    import re
+
+    needed = [f"face-health=={metadata.version('face-health')}"]
+    for requirement in metadata.requires("face-health") or []:
+        if "extra ==" in requirement:
+            continue  # development tools
+        name = re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]
+        marker = requirement.split(";", 1)[1].strip() if ";" in requirement else ""
+        try:
+            pinned = f"{name}=={metadata.version(name)}"
+        except metadata.PackageNotFoundError:  # a platform-only dependency not installed here
+            continue
+        needed.append(f"{pinned}; {marker}" if marker else pinned)
+    return needed
+
+
 def log_scorer(scorer: ScanScorer, *, register: bool = True, alias: str = "newest") -> str:
     """Log ``scorer`` as a pyfunc model in the active MLflow run (register it under
     ``MODEL_NAME`` with ``alias``); returns the model URI."""
@@ -411,6 +433,7 @@ def log_scorer(scorer: ScanScorer, *, register: bool = True, alias: str = "newes
             artifacts={"scorer": str(path)},
             signature=signature,
             registered_model_name=MODEL_NAME if register else None,
+            pip_requirements=model_requirements(),
         )
     mlflow.set_tag("face_health.model_logged", "true")
     if register and info.registered_model_version is not None:
