@@ -158,3 +158,23 @@ def test_partitioned_cohort_ingests_and_saves(tmp_path: Path) -> None:
     s03 = reloaded["s03"]()
     assert s03.metadata["units_inferred"] == "m" and texture_image(s03) is not None
     assert np.ptp(s03.vertices, axis=0).max() == pytest.approx(2 * RADIUS_MM, rel=1e-3)
+
+
+def test_a_mesh_encoded_by_a_worker_is_written_as_saving_the_mesh_would(
+    tmp_path: Path, clean_mesh_m: trimesh.Trimesh
+) -> None:
+    from face_health.ingest.storage import EncodedMesh, as_stored
+
+    encoded = EncodedMesh.of(clean_mesh_m, ".glb")
+    direct, ahead = tmp_path / "direct.glb", tmp_path / "ahead.glb"
+    MeshDataset(filepath=str(direct)).save(clean_mesh_m)
+    MeshDataset(filepath=str(ahead)).save(encoded)
+    assert ahead.read_bytes() == direct.read_bytes()
+    decoded, stored = encoded.decode(), as_stored(clean_mesh_m)
+    np.testing.assert_array_equal(decoded.vertices, stored.vertices)
+    assert decoded.metadata == stored.metadata
+    # another format: decoded, then saved in it
+    MeshDataset(filepath=str(tmp_path / "other.ply")).save(encoded)
+    assert len(MeshDataset(filepath=str(tmp_path / "other.ply")).load().vertices) > 0
+    with pytest.raises(ValueError, match="one-file formats"):
+        EncodedMesh.of(clean_mesh_m, ".obj")

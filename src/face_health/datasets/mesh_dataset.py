@@ -18,14 +18,14 @@ import trimesh
 from kedro.io.core import AbstractDataset, DatasetError, get_filepath_str, get_protocol_and_path
 
 from face_health.ingest.scan import COMPANION_SUFFIXES, MESH_SUFFIXES, ScanError, read_scan
-from face_health.ingest.storage import export_mesh
+from face_health.ingest.storage import EncodedMesh, export_mesh
 
 #: Formats :meth:`MeshDataset.save` writes. GLB is the project's intermediate format: one file
 #: holding geometry, UV, the texture image and ``mesh.metadata`` (as glTF ``extras``).
 SAVE_SUFFIXES = (".glb", ".ply", ".obj", ".stl", ".off")
 
 
-class MeshDataset(AbstractDataset[trimesh.Trimesh, trimesh.Trimesh]):
+class MeshDataset(AbstractDataset[trimesh.Trimesh | EncodedMesh, trimesh.Trimesh]):
     """One mesh file, loaded as a ``trimesh.Trimesh`` and saved in the format of its suffix.
 
     What each save format keeps:
@@ -130,12 +130,21 @@ class MeshDataset(AbstractDataset[trimesh.Trimesh, trimesh.Trimesh]):
         mesh.metadata["source_file"] = f"{self._protocol}://{path}"
         return mesh
 
-    def save(self, data: trimesh.Trimesh) -> None:
+    def save(self, data: trimesh.Trimesh | EncodedMesh) -> None:
+        """Write ``data`` in the format of the file's suffix; an ``EncodedMesh`` of that
+        format (and no ``save_args``) is written as it is, any other is decoded first."""
         suffix = self._filepath.suffix.lower()
         if suffix not in SAVE_SUFFIXES:
             raise DatasetError(f"cannot save a mesh as '{suffix}'; use one of {SAVE_SUFFIXES}")
         path = get_filepath_str(self._filepath, self._protocol)
         folder = posixpath.dirname(path)
+        if isinstance(data, EncodedMesh):
+            if data.suffix == suffix and not self._save_args:
+                with self._fs.open(path, mode="wb") as file:
+                    file.write(data.payload)
+                self._fs.invalidate_cache(path)
+                return
+            data = data.decode()
         for name, payload in export_mesh(data, self._filepath.name, **self._save_args).items():
             with self._fs.open(posixpath.join(folder, name), mode="wb") as file:
                 file.write(payload)

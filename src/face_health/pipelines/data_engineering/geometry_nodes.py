@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from face_health import schema
 from face_health.alignment.similarity import align_subject, build_template, landmark_table_to_dict
 from face_health.config import AlignmentSettings, LandmarkSettings, QcSettings, ViewSettings
 from face_health.ingest.splits import subjects_in
+from face_health.ingest.storage import EncodedMesh
 from face_health.landmarks.detector import detect_one, read_checkpoint, write_checkpoint
 from face_health.landmarks.fit import train_checkpoint
 from face_health.parallel import check_failures, map_subjects
@@ -121,7 +123,9 @@ class _LazyMeshes(dict):
 def _align_one(job: tuple, template_table: pd.DataFrame, settings: AlignmentSettings):
     mesh_loader, landmark_loader, fitted_loader = job
     fitted = None if fitted_loader is None else fitted_loader()[["x", "y", "z"]].to_numpy(float)
-    return align_subject(mesh_loader(), landmark_loader(), fitted, template_table, settings)
+    subject = align_subject(mesh_loader(), landmark_loader(), fitted, template_table, settings)
+    # encoded here, in the worker: the main process then only writes the GLB
+    return dataclasses.replace(subject, mesh=EncodedMesh.of(subject.mesh, ".glb"))
 
 
 def align_faces(
@@ -131,14 +135,13 @@ def align_faces(
     template_landmarks: pd.DataFrame,
     alignment: dict[str, Any],
     qc_parameters: dict[str, Any],
-) -> tuple[
-    dict[str, trimesh.Trimesh], dict[str, pd.DataFrame], pd.DataFrame, dict[str, pd.DataFrame]
-]:
+) -> tuple[dict[str, EncodedMesh], dict[str, pd.DataFrame], pd.DataFrame, dict[str, pd.DataFrame]]:
     """Move every face onto the template (similarity fit of landmarks) and crop to the face.
 
-    Returns the aligned meshes, their landmarks in the template frame, a QC row each (the
-    transform, the scale and the landmark residual in mm), and the fitted face models moved
-    the same way (for the subjects that have one).
+    Returns the aligned meshes (encoded as GLB, what ``aligned_meshes`` stores), their
+    landmarks in the template frame, a QC row each (the transform, the scale and the landmark
+    residual in mm), and the fitted face models moved the same way (for the subjects that
+    have one).
     """
     settings = AlignmentSettings.from_parameters(alignment)
     jobs = {

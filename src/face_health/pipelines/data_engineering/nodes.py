@@ -16,6 +16,7 @@ from face_health.ingest.clinical import raise_if_unusable, validate_clinical
 from face_health.ingest.raw_cohort import prepare_raw_cohort
 from face_health.ingest.scan import group_scan_files, ingest_scan
 from face_health.ingest.splits import make_splits
+from face_health.ingest.storage import EncodedMesh
 from face_health.parallel import check_failures, map_subjects
 from face_health.reporting import contact_sheet, pick_diverse_subjects
 
@@ -29,7 +30,9 @@ def prepare_cohort(cohort: dict[str, Any]) -> dict[str, Any]:
 
 def _ingest_one(job: tuple[str, Callable[[], trimesh.Trimesh]], **options: Any):
     subject_id, load = job
-    return ingest_scan(load, subject_id, **options)
+    mesh, record = ingest_scan(load, subject_id, **options)
+    # encoded here, in the worker: the main process then only writes the GLB
+    return (None if mesh is None else EncodedMesh.of(mesh, ".glb")), record
 
 
 def ingest_scans(
@@ -37,8 +40,9 @@ def ingest_scans(
     raw_cohort: dict[str, Any],
     ingest: dict[str, Any],
     qc_parameters: dict[str, Any],
-) -> tuple[dict[str, trimesh.Trimesh], pd.DataFrame]:
-    """Read, convert to millimetres and clean every scan; one QC row per subject.
+) -> tuple[dict[str, EncodedMesh], pd.DataFrame]:
+    """Read, convert to millimetres and clean every scan; one QC row per subject. The clean
+    meshes come encoded as GLB (``EncodedMesh``, what ``clean_meshes`` stores).
 
     A scan that cannot be used gets a ``failed`` row with the reason; the others go on,
     unless more than ``qc.max_failed_fraction`` of the cohort fails.
@@ -54,7 +58,7 @@ def ingest_scans(
         desc="ingesting scans",
         **settings.as_kwargs(),
     )
-    meshes: dict[str, trimesh.Trimesh] = {}
+    meshes: dict[str, EncodedMesh] = {}
     rows = []
     for sid, outcome in outcomes.items():
         if not outcome.ok:  # a data error the reader raised (unreadable scan, ...)
