@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from local_features_bench import summarise
+from local_features_bench import KINDS, validation_summaries, write_table
 from PIL import Image
 
-from face_health.evaluation.metrics import evaluate
 from face_health.parallel import torch_threads
 from face_health.pipelines.feature.nodes import (
     embed_subjects,
@@ -87,13 +86,11 @@ def main() -> None:
         features = embed_subjects(network, views, settings)
         embedded = time.perf_counter()
         folds = _folds(embedding_folds(network))
-        models = _health_models(modelling, inputs="global", kinds=("mlp", "linear"), folds=folds)
+        models = _health_models(modelling, inputs="global", kinds=KINDS, folds=folds)
         with torch_threads(1):
             models.fit(features, clinical, splits)
-        held = features[features[ID_COLUMN].isin(validation)]
-        predictions = {kind: models.predict(held, model=kind) for kind in ("mlp", "linear")}
-        scored = evaluate(predictions, clinical, test_ids=validation, n_boot=0, seed=0)
-        for kind in predictions:
+        scores = validation_summaries(models, features, clinical, validation, KINDS)
+        for kind, score in scores.items():
             row = {
                 "variant": label,
                 "train_s": round(trained - start, 1),
@@ -101,13 +98,9 @@ def main() -> None:
                 "best_val_loss": round(float(metrics["best_val_loss"]), 3),
                 "model": kind,
             }
-            rows.append(row | summarise(scored[scored["model"] == kind]))
+            rows.append(row | score)
             print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False, float_format="%.4g")
-    print(f"\nvalidation subjects (n={len(validation)}), data {data}:\n")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    write_table(rows, args.out, validation, data)
 
 
 if __name__ == "__main__":

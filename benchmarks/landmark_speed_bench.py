@@ -26,6 +26,7 @@ from pathlib import Path
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
+import landmark_fit_bench  # noqa: E402  (beside this file: the fit benchmark's summaries)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -54,17 +55,7 @@ VARIANTS = {  # the first is the baseline the others are compared with
 
 
 def _xyz(table: pd.DataFrame) -> np.ndarray:
-    return table.set_index("name").reindex(NAMES)[["x", "y", "z"]].to_numpy(float)
-
-
-def _summary(errors: np.ndarray) -> dict[str, float]:
-    e = errors[np.isfinite(errors)]
-    return {
-        "mean_mm": round(float(e.mean()), 3),
-        "median_mm": round(float(np.median(e)), 3),
-        "p95_mm": round(float(np.percentile(e, 95)), 3),
-        "max_mm": round(float(e.max()), 3),
-    }
+    return landmark_fit_bench._xyz(table, NAMES)
 
 
 def main() -> None:
@@ -102,8 +93,8 @@ def main() -> None:
         )
         out[name] = {
             **options,
-            "error": _summary(errors.ravel()),
-            "moved_from_fp32_msaa": _summary(moved.ravel()),
+            "error": landmark_fit_bench._summary(errors.ravel()),
+            "moved_from_fp32_msaa": landmark_fit_bench._summary(moved.ravel()),
             "seconds_per_scan": round(float(np.mean(seconds)), 3),
         }
         print(name, json.dumps(out[name]), flush=True)

@@ -44,6 +44,8 @@ VARIANTS = (
     ("per region, 90 % variance", True, 0.9),
     ("per region, 95 % variance", True, 0.95),
 )
+#: The model kinds scored.
+KINDS = ("mlp", "linear")
 #: The feature families each variant's local features are tried in (``modelling.inputs``).
 INPUTS = ("local", "both", "local_shape", "all")
 
@@ -58,6 +60,25 @@ def summarise(metrics: pd.DataFrame) -> dict[str, float]:
         "mean r": float(np.nanmean([m.get((t, "pearson_r"), np.nan) for t in regression])),
         "mean AUROC": float(np.nanmean([m.get((t, "auroc"), np.nan) for t in binary])),
     }
+
+
+def validation_summaries(
+    models, features: pd.DataFrame, clinical: pd.DataFrame, validation: list[str], kinds
+) -> dict[str, dict[str, float]]:
+    """``summarise`` of each fitted model kind on the validation subjects (no intervals)."""
+    held = features[features[ID_COLUMN].isin(validation)]
+    predictions = {kind: models.predict(held, model=kind) for kind in kinds}
+    metrics = evaluate(predictions, clinical, test_ids=validation, n_boot=0, seed=0)
+    return {kind: summarise(metrics[metrics["model"] == kind]) for kind in kinds}
+
+
+def write_table(rows: list[dict], out: Path, validation: list[str], data: Path) -> None:
+    """The benchmark's rows as CSV at ``out``, and printed."""
+    table = pd.DataFrame(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False, float_format="%.4g")
+    print(f"\nvalidation subjects (n={len(validation)}), data {data}:\n")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def main() -> None:
@@ -95,15 +116,13 @@ def main() -> None:
         n_local = local.shape[1] - 1
         for inputs in INPUTS:
             # the pipeline's own constructor: cross-fitted where the inputs use the embedding
-            models = _health_models(modelling, inputs=inputs, kinds=("mlp", "linear"), folds=folds)
+            models = _health_models(modelling, inputs=inputs, kinds=KINDS, folds=folds)
             with torch_threads(1):
                 models.fit(features, clinical, splits)
-            held = features[features[ID_COLUMN].isin(validation)]
-            predictions = {kind: models.predict(held, model=kind) for kind in ("mlp", "linear")}
-            metrics = evaluate(predictions, clinical, test_ids=validation, n_boot=0, seed=0)
-            for kind in predictions:
+            scores = validation_summaries(models, features, clinical, validation, KINDS)
+            for kind, score in scores.items():
                 row = {"variant": label, "components": n_local, "inputs": inputs, "model": kind}
-                rows.append(row | summarise(metrics[metrics["model"] == kind]))
+                rows.append(row | score)
         print(f"{label}: {n_local} components, {time.perf_counter() - start:.0f} s", flush=True)
     feature = yaml.safe_load((ROOT / "conf/base/parameters_feature.yml").read_text())
     configured = feature["facial_omics"]
@@ -129,11 +148,7 @@ def main() -> None:
         row = {"variant": label, "components": n_local, "inputs": inputs}
         rows.append(row | {"model": "mlp"} | summarise(metrics) | {"fit_s": seconds})
         print(f"{label}: {seconds:.0f} s", flush=True)
-    table = pd.DataFrame(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False, float_format="%.4g")
-    print(f"\nvalidation subjects (n={len(validation)}), data {data}:\n")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    write_table(rows, args.out, validation, data)
 
 
 if __name__ == "__main__":

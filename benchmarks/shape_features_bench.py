@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from local_features_bench import summarise
+from local_features_bench import KINDS, validation_summaries, write_table
 
-from face_health.evaluation.metrics import evaluate
 from face_health.omics.shape import ShapeFeatures
 from face_health.parallel import torch_threads
 from face_health.pipelines.modelling.nodes import _health_models
@@ -61,21 +60,15 @@ def main() -> None:
         features = local.merge(shape.transform(faces), on=ID_COLUMN)
         explained = float(shape.explained_variance_ratio_.sum())
         for inputs in INPUTS:
-            models = _health_models(modelling, inputs=inputs, kinds=("mlp", "linear"))
+            models = _health_models(modelling, inputs=inputs, kinds=KINDS)
             with torch_threads(1):
                 models.fit(features, clinical, splits)
-            held = features[features[ID_COLUMN].isin(validation)]
-            predictions = {kind: models.predict(held, model=kind) for kind in ("mlp", "linear")}
-            metrics = evaluate(predictions, clinical, test_ids=validation, n_boot=0, seed=0)
-            for kind in predictions:
+            scores = validation_summaries(models, features, clinical, validation, KINDS)
+            for kind, score in scores.items():
                 row = {"n_displacement": n, "explained": explained, "inputs": inputs}
-                rows.append(row | {"model": kind} | summarise(metrics[metrics["model"] == kind]))
+                rows.append(row | {"model": kind} | score)
         print(f"{n} components ({explained:.0%}): {time.perf_counter() - start:.0f} s", flush=True)
-    table = pd.DataFrame(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False, float_format="%.4g")
-    print(f"\nvalidation subjects (n={len(validation)}), data {data}:\n")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    write_table(rows, args.out, validation, data)
 
 
 if __name__ == "__main__":

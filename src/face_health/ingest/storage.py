@@ -99,12 +99,8 @@ class EncodedMesh:
 
     def decode(self) -> trimesh.Trimesh:
         """The mesh, as loading the saved file gives it."""
-        with tempfile.TemporaryDirectory(prefix="mesh_encoded_") as folder:
-            path = Path(folder) / f"mesh{self.suffix}"
-            path.write_bytes(self.payload)
-            mesh = read_scan(path)
-        mesh.metadata.pop("source_file", None)
-        return mesh
+        name = f"mesh{self.suffix}"
+        return _read_back({name: self.payload}, name)
 
 
 def as_stored(mesh: trimesh.Trimesh, suffix: str = ".glb") -> trimesh.Trimesh:
@@ -112,9 +108,14 @@ def as_stored(mesh: trimesh.Trimesh, suffix: str = ".glb") -> trimesh.Trimesh:
     vertices and UV, the texture re-encoded): what the pipeline's next stage reads. The scorer
     of new scans passes its meshes through this at the points where the pipeline stores them,
     so a scan scored is the same, bit for bit, as the same scan in a training run."""
+    name = f"mesh{suffix}"
+    return _read_back(export_mesh(mesh, name), name)
+
+
+def _read_back(files: dict[str, bytes], name: str) -> trimesh.Trimesh:
+    """Write encoded ``files`` into a scratch folder and read ``name`` of them back."""
     with tempfile.TemporaryDirectory(prefix="mesh_stored_") as folder:
-        name = f"mesh{suffix}"
-        for file_name, payload in export_mesh(mesh, name).items():
+        for file_name, payload in files.items():
             (Path(folder) / file_name).write_bytes(payload)
         loaded = read_scan(Path(folder) / name)
     loaded.metadata.pop("source_file", None)
