@@ -365,8 +365,7 @@ class ViewSettings(Section):
     distance_mm: float
     n_jobs: int
     contact_sheet_subjects: int
-    # 4x multisampling; a model whose settings predate the key was rendered with it
-    antialias: bool = True
+    antialias: bool  # pyrender's 4x multisampling
 
     def __post_init__(self) -> None:
         if self.n_per_direction < 3:
@@ -466,7 +465,7 @@ class ModellingSettings(Section):
     #: ``ood_score`` above which a scan is refused (no predictions) rather than flagged.
     ood_refuse_score: float
     #: processes for the ablation's variants (0: all cores)
-    n_jobs: int = 0
+    n_jobs: int
 
 
 @dataclasses.dataclass(frozen=True)
