@@ -155,3 +155,35 @@ def test_orthographic_scenes_are_reused_for_the_same_mesh_only() -> None:
         moved = renderer.render(sphere, [camera])
     np.testing.assert_array_equal(first["shaded"], again["shaded"])
     assert not np.array_equal(np.isnan(first["depth"]), np.isnan(moved["depth"]))
+
+
+_RENDER_THEN_TORCHVISION = """
+import trimesh
+from face_health.views.rendering import FaceRenderer
+ball = trimesh.creation.icosphere(subdivisions=2, radius=50.0)
+assert len(FaceRenderer(image_size=32).render(ball, [(0.0, 0.0)])) == 2
+import torchvision.ops  # torch._dynamo -> triton, with its own LLVM, after Mesa's
+print("both loaded")
+"""
+
+
+def test_a_process_that_renders_can_then_import_torchvision_ops() -> None:
+    """The scorer's order: render first, then the embedding imports timm / torchvision.ops.
+    triton's LLVM loaded after llvmpipe's segfaulted the process (exit -11); rendering loads
+    triton first. A fresh process, as the order of imports is the point."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = os.environ | {"PYOPENGL_PLATFORM": "egl"}
+    result = subprocess.run(
+        [sys.executable, "-c", _RENDER_THEN_TORCHVISION],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert "both loaded" in result.stdout

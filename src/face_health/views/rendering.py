@@ -14,7 +14,9 @@ are rendered that way (``views.antialias``); pictures for people keep antialiasi
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.util
 import os
 import threading
 from typing import TYPE_CHECKING, Any
@@ -37,11 +39,26 @@ def _pyrender() -> Any:
     is first imported, and a caller's own choice is kept) and numpy's ``np.infty`` alias,
     which numpy 2 removed and pyrender 0.1.45 still uses (scene bounds)."""
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    _load_triton_first()
     if not hasattr(np, "infty"):
         np.infty = np.inf  # noqa: NPY201 - the alias pyrender needs, deliberately
     import pyrender
 
     return pyrender
+
+
+def _load_triton_first() -> None:
+    """Import triton, when installed, before Mesa starts its LLVM.
+
+    triton (torch's kernel compiler, which ``torchvision.ops`` pulls in through
+    ``torch._dynamo``) carries its own LLVM. Loaded into a process after llvmpipe has drawn
+    (the scorer renders, then the embedding imports timm / torchvision), it segfaults the
+    process; loaded first, both work. It costs about 0.1 s once torch is imported.
+    """
+    if importlib.util.find_spec("triton") is None:
+        return
+    with contextlib.suppress(ImportError):
+        import triton  # noqa: F401
 
 
 _CONTEXTS: dict[tuple[int, bool, int], pyrender.OffscreenRenderer] = {}
