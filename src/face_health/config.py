@@ -22,6 +22,7 @@ SettingsError: parameters_data_engineering.yml, section ingest: missing keys ['m
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -512,6 +513,36 @@ class FinalTestSettings(Section):
     pairs: tuple[tuple[str, str], ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class ParallelSettings(Section):
+    """``parallel``: where the per-subject stages run (``face_health.parallel``).
+
+    ``processes`` keeps local worker processes (each stage's ``n_jobs``); ``dask`` sends every
+    subject to a ``dask.distributed`` cluster: the scheduler at ``scheduler``
+    (``tcp://host:8786``) or, when it is null, a ``LocalCluster`` of ``n_workers`` one-thread
+    worker processes (0: one per core). A stage with ``n_jobs: 1`` still runs in the Kedro
+    process on either backend (debugging).
+    """
+
+    SECTION: ClassVar[str] = "parallel"
+    FILE: ClassVar[str] = "conf/*/parameters_parallel.yml"
+
+    backend: typing.Literal["processes", "dask"]
+    scheduler: str | None
+    n_workers: int
+    dashboard_address: str | None
+
+    def __post_init__(self) -> None:
+        where = f"{self.FILE}, section parallel"
+        if self.scheduler is not None and not re.match(r"^[a-z]+://\S+$", self.scheduler):
+            raise SettingsError(
+                f"{where}: scheduler must be an address like tcp://host:8786 (or null for a "
+                f"LocalCluster on this machine), got {self.scheduler!r}"
+            )
+        if self.n_workers < 0:
+            raise SettingsError(f"{where}: n_workers must be 0 (one per core) or more")
+
+
 #: The method's per-scan sections, in the order a scan meets them (what a scorer keeps).
 SCAN_SECTIONS: dict[str, type[Section]] = {
     "ingest": IngestSettings,
@@ -534,6 +565,7 @@ SECTIONS: dict[str, type[Section]] = {
     "modelling": ModellingSettings,
     "inference": InferenceSettings,
     "final_test": FinalTestSettings,
+    "parallel": ParallelSettings,
 }
 
 

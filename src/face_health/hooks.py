@@ -27,6 +27,9 @@ environment, the git commit and a fingerprint of the raw data it read.
 out ``conf/local/globals.yml``: Kedro reads ``conf/base`` and ``conf/ENV`` only, so the data
 folder or cohort set there is silently not used.
 
+``ParallelBackendHook`` sends the run's per-subject stages to the backend its ``parallel``
+parameters name (local processes or a Dask cluster; ``face_health.parallel``).
+
 ``OneLineErrorHook`` ends a run stopped by an unusable clinical table (duplicate or missing
 ids, after ``clinical_issues.csv`` is written) with its one-line message instead of a
 traceback through Kedro's runner: the data is at fault, not the code.
@@ -202,6 +205,45 @@ class IgnoredLocalConfigHook:
 
 
 _WARNED: set[str] = set()
+
+
+class ParallelBackendHook:
+    """Apply the ``parallel`` parameters (processes or Dask) for the run, then undo them.
+
+    Kedro's own runner stays sequential (nodes one after another); within a node the
+    per-subject work goes to the backend. A ``LocalCluster`` the run started is closed when
+    the run ends or fails; a remote scheduler keeps running.
+    """
+
+    def __init__(self) -> None:
+        self._before: Any = None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: Any, pipeline: Any, catalog: Any) -> None:
+        from face_health.config import ParallelSettings
+        from face_health.parallel import use_backend
+
+        try:
+            values = catalog.load("params:parallel")
+        except Exception:  # noqa: BLE001 - a project without the section runs on processes
+            return
+        self._before = use_backend(ParallelSettings.from_parameters(values))
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: Any, pipeline: Any, catalog: Any) -> None:
+        self._restore()
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: Any, pipeline: Any, catalog: Any):
+        self._restore()
+
+    def _restore(self) -> None:
+        from face_health.parallel import close_dask, use_backend
+
+        if self._before is not None:
+            use_backend(self._before)
+            self._before = None
+        close_dask()
 
 
 class OneLineErrorHook:

@@ -13,8 +13,14 @@ not cost a night's run, and one bug must not hide as a cohort of "failed" subjec
   (killed for memory, a segfault) raises ``BrokenProcessPool``: no QC row either.
 - :func:`check_failures` fails a stage whose share of failed subjects is above a limit.
 
-Another backend (Dask, say) plugs in as an object with the same ``.map`` as
-:class:`ProcessExecutor`; see :func:`get_executor`.
+Two backends run them, chosen per run by the ``parallel`` parameters (:func:`use_backend`,
+applied by the project's hook): local worker processes (the default; each stage's
+``n_jobs``) or a ``dask.distributed`` cluster (a scheduler's address, or a ``LocalCluster``
+sized to the machine). Both call the same ``_call_chunk`` in their workers, so a subject's
+result, its failed QC row and a bug's :class:`SubjectCrashedError` are the same on either
+(``tests/test_dask_backend.py`` compares a tiny cohort's outputs byte for byte). Another
+backend plugs in as an object with the same ``.map`` as :class:`ProcessExecutor`; see
+:func:`get_executor`.
 
 Examples
 --------
@@ -151,7 +157,9 @@ def map_subjects(
         Keyed work, e.g. ``{subject_id: scan_path}``; keys must be unique.
     n_jobs : int
         Worker processes; 1 runs in this process (no pickling, easy debugging), 0 or less
-        means ``os.cpu_count()``. Never more workers than items are started.
+        means ``os.cpu_count()``. Never more workers than items are started. With the
+        ``dask`` backend (:func:`use_backend`) any value but 1 sends the items to the
+        cluster, whose workers are set there.
     desc : str
         Label of the progress bar.
     progress : bool
@@ -189,20 +197,25 @@ def map_subjects(
     if chunksize < 1:
         raise ValueError(f"chunksize must be at least 1; got {chunksize}")
     workers = (os.cpu_count() or 1) if n_jobs <= 0 else n_jobs
-    if workers > 1:
+    on_dask = _BACKEND.backend == "dask" and n_jobs != 1 and bool(pairs)
+    if workers > 1 or on_dask:
         _check_picklable(fn, kwargs, n_jobs=workers)
 
     outcomes: dict[str, Outcome | None] = dict.fromkeys((key for key, _ in pairs), None)
     with tqdm(total=len(pairs), desc=desc, unit="subject", disable=not progress) as bar:
-        if min(workers, len(pairs)) <= 1:
+        if min(workers, len(pairs)) <= 1 and not on_dask:
             for key, item in pairs:
                 outcomes[key] = _report(*_call(fn, key, item, kwargs))
                 bar.update()
         else:
             chunks = [pairs[i : i + chunksize] for i in range(0, len(pairs), chunksize)]
-            for outcome in _run_in_processes(
-                fn, chunks, kwargs, min(workers, len(chunks)), mp_context, bar
-            ):
+            if on_dask:  # the cluster's workers take the subjects (n_jobs: local processes)
+                results = _run_on_dask(fn, chunks, kwargs, bar)
+            else:
+                results = _run_in_processes(
+                    fn, chunks, kwargs, min(workers, len(chunks)), mp_context, bar
+                )
+            for outcome in results:
                 outcomes[outcome.key] = outcome
     return {key: outcome for key, outcome in outcomes.items() if outcome is not None}
 
@@ -457,13 +470,14 @@ def _pool(workers: int, mp_context: str) -> ProcessPoolExecutor:
 
 
 def release_pools() -> int:
-    """Shut down the kept worker pools (their processes exit); returns how many there were."""
+    """Shut down the kept worker pools (their processes exit) and Dask clients (a
+    ``LocalCluster`` they started too); returns how many there were."""
     with _POOLS_LOCK:
         pools = list(_POOLS.values())
         _POOLS.clear()
     for pool in pools:
         pool.shutdown(wait=True, cancel_futures=True)
-    return len(pools)
+    return len(pools) + close_dask()
 
 
 atexit.register(release_pools)
@@ -527,6 +541,156 @@ def _run_in_processes(
 
 def _succeeded(future: Future[Any]) -> bool:
     return future.done() and not future.cancelled() and future.exception() is None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where :func:`map_subjects` sends work with ``n_jobs != 1`` (see :func:`use_backend`)."""
+
+    backend: str = "processes"
+    scheduler: str | None = None
+    n_workers: int = 0
+    dashboard_address: str | None = None
+
+
+_BACKEND = Backend()
+_DASK: dict[Backend, Any] = {}  # the client of each configured backend, kept (like the pools)
+_DASK_LOCK = threading.Lock()
+
+
+def use_backend(settings: Any) -> Backend:
+    """Send the per-subject work of this process to ``settings``' backend from now on.
+
+    ``settings`` is a :class:`~face_health.config.ParallelSettings` (the ``parallel``
+    parameters; the project's hook applies it at the start of every Kedro run) or anything
+    with its fields. ``dask`` connects to the scheduler (or starts a ``LocalCluster``) on the
+    first stage that maps subjects, and keeps the client for the next ones.
+
+    Returns
+    -------
+    Backend
+        The one in effect before, to restore with ``use_backend`` again.
+    """
+    global _BACKEND
+    backend = Backend(
+        str(settings.backend),
+        settings.scheduler,
+        int(settings.n_workers),
+        settings.dashboard_address,
+    )
+    if backend.backend not in ("processes", "dask"):
+        raise ValueError(f"unknown backend {backend.backend!r}; valid: dask, processes")
+    if backend.backend == "dask":
+        _import_distributed()  # a clear error now, not at the first stage
+    before, _BACKEND = _BACKEND, backend
+    return before
+
+
+def dask_client(backend: Backend | None = None) -> Any:
+    """The ``distributed.Client`` of ``backend`` (default: the one in effect), made once.
+
+    A ``LocalCluster`` gets ``n_workers`` worker processes (0: one per core) of one thread
+    each, with the thread variables of :data:`THREAD_ENV_VARS` at 1, as local pool workers
+    have; workers of a remote scheduler get the same limits when the client connects.
+    """
+    backend = backend or _BACKEND
+    with _DASK_LOCK:
+        client = _DASK.get(backend)
+        if client is not None and client.status == "running":
+            return client
+        distributed = _import_distributed()
+        if backend.scheduler:
+            client = distributed.Client(backend.scheduler)
+        else:
+            cluster = distributed.LocalCluster(
+                n_workers=backend.n_workers or (os.cpu_count() or 1),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=backend.dashboard_address,
+                env=dict.fromkeys(THREAD_ENV_VARS, "1"),
+            )
+            client = distributed.Client(cluster)
+        client.run(_limit_worker_threads)
+        if client.dashboard_link and backend.dashboard_address is not None:
+            logger.info("Dask dashboard: %s", client.dashboard_link)
+        logger.info(
+            "per-subject stages on Dask: %s, %d workers",
+            backend.scheduler or "LocalCluster",
+            len(client.scheduler_info(n_workers=-1)["workers"]),
+        )
+        _DASK[backend] = client
+        return client
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise ImportError(
+            "parallel.backend: dask needs dask.distributed (pip install 'dask[distributed]')"
+        ) from exc
+    return distributed
+
+
+def close_dask() -> int:
+    """Close the kept Dask clients (and the ``LocalCluster`` each started); how many."""
+    with _DASK_LOCK:
+        clients = list(_DASK.values())
+        _DASK.clear()
+    for client in clients:
+        cluster = client.cluster
+        with contextlib.suppress(Exception):  # closing a cluster that is already gone
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return len(clients)
+
+
+def _run_on_dask(
+    fn: Callable[..., Any],
+    chunks: list[list[tuple[str, Any]]],
+    kwargs: dict[str, Any],
+    bar: tqdm,
+) -> Iterable[Outcome]:
+    """The chunks as Dask tasks: outcomes as they finish, the same errors as the pool's."""
+    distributed = _import_distributed()
+    client = dask_client()
+    name = getattr(fn, "__qualname__", repr(fn))
+    # kwargs go with every task, as with the pool (scattered data would die with a worker).
+    futures = {
+        client.submit(_call_chunk, fn, chunk, kwargs, pure=False, retries=0): chunk
+        for chunk in chunks
+    }
+    finished = False
+    try:
+        for future in distributed.as_completed(futures):
+            chunk = futures[future]
+            try:
+                results = future.result()
+            except SubjectCrashedError:
+                raise
+            except distributed.KilledWorker as exc:
+                unfinished = [
+                    str(k) for f in futures if f.status != "finished" for k, _ in futures[f]
+                ]
+                raise BrokenProcessPool(
+                    f"a Dask worker died (killed for memory, or a crash in native code) while "
+                    f"running {name!r} on {', '.join(k for k, _ in chunk)}; subjects not "
+                    f"finished: {', '.join(unfinished[:10])}. No QC row is written for a dead "
+                    "worker; give the workers more memory or fewer threads."
+                ) from exc
+            except Exception as exc:  # a result (or the chunk) would not pickle: a bug
+                error = f"{type(exc).__name__}: {exc}"
+                trace = "".join(traceback.format_exception(exc))
+                raise SubjectCrashedError(", ".join(k for k, _ in chunk), error, trace) from exc
+            future.release()
+            bar.update(len(chunk))
+            for outcome, trace in results:
+                yield _report(outcome, trace)
+        finished = True
+    finally:
+        if not finished:
+            client.cancel(list(futures))
 
 
 @contextlib.contextmanager

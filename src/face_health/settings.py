@@ -22,6 +22,7 @@ from face_health.hooks import (  # noqa: E402
     IgnoredLocalConfigHook,
     MlflowArtifactHook,
     OneLineErrorHook,
+    ParallelBackendHook,
     ProjectMlflowBackendHook,
     RunTagsHook,
 )
@@ -32,4 +33,5 @@ HOOKS = (
     MlflowArtifactHook(),
     RunTagsHook(),
     OneLineErrorHook(),
+    ParallelBackendHook(),
 )

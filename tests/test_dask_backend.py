@@ -1,0 +1,178 @@
+"""The Dask backend of the per-subject stages: the same outcomes as the local process pool,
+and, on a tiny cohort, the same files byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import shutil
+import struct
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import kedro_run
+
+from face_health import parallel
+from face_health.config import ParallelSettings, SettingsError, base_section
+from face_health.errors import DataError
+
+pytest.importorskip("distributed")
+
+
+def _double(x: int, *, add: int = 0) -> tuple[int, str | None]:
+    if x == 3:
+        raise DataError("three is not a face")
+    if x == 4 and add == 99:
+        raise ZeroDivisionError("a bug")
+    if x == 5 and add == 77:
+        os._exit(3)  # a worker that dies
+    return 2 * x + add, os.environ.get("OMP_NUM_THREADS")
+
+
+@pytest.fixture(scope="module")
+def on_dask():
+    settings = base_section("parallel", backend="dask", n_workers=2, dashboard_address=None)
+    before = parallel.use_backend(settings)
+    yield settings
+    parallel.use_backend(before)
+    parallel.close_dask()
+
+
+def test_dask_gives_the_outcomes_of_the_process_pool(on_dask) -> None:
+    items = {f"S{i:04d}": i for i in range(6)}
+    on_cluster = parallel.map_subjects(_double, items, n_jobs=0, add=1, progress=False)
+    assert list(on_cluster) == list(items)  # in the order of the items
+    assert len(parallel.dask_client().scheduler_info(n_workers=-1)["workers"]) == 2
+    before = parallel.use_backend(base_section("parallel"))
+    try:
+        local = parallel.map_subjects(_double, items, n_jobs=2, add=1, progress=False)
+    finally:
+        parallel.use_backend(before)
+    for key in items:
+        a, b = on_cluster[key], local[key]
+        assert (a.ok, a.value, a.error) == (b.ok, b.value, b.error)
+    assert on_cluster["S0003"].error == "DataError: three is not a face"
+    assert on_cluster["S0000"].value == (1, "1")  # one thread per worker, as in the pool
+
+
+def test_a_bug_on_a_dask_worker_names_the_subject(on_dask) -> None:
+    with pytest.raises(parallel.SubjectCrashedError, match="S0004.*ZeroDivisionError: a bug"):
+        items = {f"S{i:04d}": i for i in range(6)}
+        parallel.map_subjects(_double, items, n_jobs=0, add=99, progress=False)
+    # The cluster goes on after a bug.
+    after = parallel.map_subjects(_double, {"S0001": 1}, n_jobs=0, progress=False)
+    assert after["S0001"].value[0] == 2
+
+
+def test_a_dead_dask_worker_is_not_a_qc_row(on_dask) -> None:
+    with pytest.raises(BrokenProcessPool, match="Dask worker died.*S0005"):
+        parallel.map_subjects(_double, {"S0005": 5, "S0001": 1}, n_jobs=0, add=77, progress=False)
+
+
+def test_n_jobs_1_stays_in_this_process(on_dask) -> None:
+    outcome = parallel.map_subjects(_pid, {"a": 0}, n_jobs=1)
+    assert outcome["a"].value == os.getpid()
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def test_parallel_settings_are_checked() -> None:
+    with pytest.raises(SettingsError, match="tcp://host:8786"):
+        base_section("parallel", scheduler="localhost:8786")
+    with pytest.raises(SettingsError, match="n_workers"):
+        base_section("parallel", n_workers=-1)
+    with pytest.raises(SettingsError):
+        ParallelSettings.from_parameters({"backend": "ray", "scheduler": None, "n_workers": 0})
+
+
+_STAGES = ",".join(
+    (
+        "feature.local_features.segment_regions_and_extract_radiomics",
+        "data_engineering.views.render_directional_views",
+        "data_engineering.reports.build_qc_report",
+    )
+)
+#: Wall time of each subject's work: the only column that may differ between two runs.
+_TIMING = re.compile(rb"^seconds$|_seconds$")
+
+
+def _digests(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``, version folders (timestamps) taken out."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            key = re.sub(r"/\d{4}-\d\d-\d\dT[^/]+/", "/V/", path.relative_to(root).as_posix())
+            out[key] = hashlib.sha256(_without_timings(path)).hexdigest()
+    return out
+
+
+def _without_timings(path: Path) -> bytes:
+    """The file's content, less what may differ between two runs of the same work: the
+    wall time of each subject (QC columns, and the ingest record a GLB keeps) and the memory
+    addresses a pickled tensor's storage is named by."""
+    data = path.read_bytes()
+    if path.suffix == ".glb":
+        return _glb_content(data)
+    if path.suffix == ".pkl":
+        return repr(_pickled_content(pickle.loads(data))).encode()
+    if path.suffix != ".csv":
+        return data
+    lines = data.splitlines()
+    header = lines[0].split(b",")
+    keep = [i for i, name in enumerate(header) if not _TIMING.search(name)]
+    return b"\n".join(b",".join(line.split(b",")[i] for i in keep) for line in lines)
+
+
+def _glb_content(data: bytes) -> bytes:
+    """A GLB's JSON chunk with ``"seconds"`` taken out, then its binary chunk."""
+    chunks, offset = [], 12
+    while offset < len(data):
+        length, kind = struct.unpack_from("<II", data, offset)
+        chunks.append((kind, data[offset + 8 : offset + 8 + length]))
+        offset += 8 + length
+    out = b""
+    for kind, chunk in chunks:
+        if kind == 0x4E4F534A:  # JSON
+            chunk = re.sub(rb'"seconds":\s*[-+0-9.eE]+', b"", chunk.rstrip(b" "))
+        out += chunk
+    return out
+
+
+def _pickled_content(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _pickled_content(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_pickled_content(v) for v in value]
+    if hasattr(value, "detach"):  # a tensor: its values, not its storage's address
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.shape, hashlib.sha256(value.tobytes()).hexdigest())
+    return value
+
+
+def test_a_tiny_cohort_on_dask_gives_the_process_pools_files(project_copy: Path) -> None:
+    """Simulation, ingest, landmarks, alignment, views, regions + radiomics of the tiny
+    cohort, once on local processes and once on a 2-worker LocalCluster, in the same project
+    folder (the meshes record their source path): every file the same, byte for byte, but
+    the QC tables' wall-time columns."""
+    kedro_run(project_copy, "--env", "tiny", "--pipelines", "training", "--to-nodes", _STAGES)
+    shutil.move(project_copy / "data", project_copy / "on_processes")
+    (project_copy / "mlflow.db").unlink(missing_ok=True)
+    (project_copy / "data").mkdir()
+    kedro_run(
+        project_copy,
+        *("--env", "tiny", "--pipelines", "training", "--to-nodes", _STAGES),
+        *("--params", "parallel.backend=dask,parallel.n_workers=2"),
+    )
+    processes, dask = _digests(project_copy / "on_processes"), _digests(project_copy / "data")
+    assert len(processes) > 100  # scans, meshes, views, tables
+    assert processes.keys() == dask.keys()
+    differ = sorted(key for key in processes if processes[key] != dask[key])
+    assert not differ, differ
