@@ -12,7 +12,7 @@ from scipy.spatial.transform import Rotation
 
 from face_health import schema
 from face_health.ingest.scan import ingest_scan
-from face_health.landmarks.detector import LandmarkDetector, shipped_checkpoint
+from face_health.landmarks.detector import LandmarkDetector, network_device, shipped_checkpoint
 from face_health.synthetic import write_cohort
 
 
@@ -185,3 +185,14 @@ def test_the_fit_keeps_demoface_within_reach(detector, real_scans) -> None:
     error = np.linalg.norm(found.to_numpy(float) - reference, axis=1)
     assert error.mean() < 3.5 and error.max() < 6.0, error.round(2)
     assert stage_qc["fit_residual_mm"] < 1.5
+
+
+def test_the_network_runs_where_its_settings_say() -> None:
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert network_device("auto").type == expected
+    assert network_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            network_device("cuda")

@@ -89,6 +89,20 @@ class DetectorSettings:
     # 1.16 s (bfloat16 alone: 0.686 mm, 1.61 s). The network was trained on multisampled views.
     antialias: bool = False
     bf16: bool = True
+    # Where the network runs: "auto" takes a CUDA GPU when torch sees one, else the CPU (the
+    # views are rendered on the CPU either way; on a GPU the heatmaps differ from the CPU's
+    # in the last bits, so compare landmarks of one device).
+    device: str = "auto"
+
+
+def network_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when torch sees a GPU, else the CPU; otherwise the device named."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"landmark detector device {name!r}: torch sees no CUDA GPU here")
+    return device
 
 
 @dataclass
@@ -121,14 +135,16 @@ class LandmarkDetector:
         heatmaps = []
         s = self.settings
         memory = torch.channels_last if s.bf16 else torch.contiguous_format
-        net = self.net.to(memory_format=memory)  # in place; a no-op once converted
+        device = network_device(s.device)
+        net = self.net.to(device=device, memory_format=memory)  # in place; no-op once moved
         with (
             torch.inference_mode(),
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16),
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.bf16),
         ):
             for start in range(0, len(images), s.batch_size):
-                batch = torch.from_numpy(images[start : start + s.batch_size])
-                heatmaps.append(net(batch.contiguous(memory_format=memory)).float().numpy())
+                batch = torch.from_numpy(images[start : start + s.batch_size]).to(device)
+                out = net(batch.contiguous(memory_format=memory))
+                heatmaps.append(out.float().cpu().numpy())
         pixels, peaks = decode_heatmaps(np.concatenate(heatmaps), self.output_stride)
         origins = np.empty(pixels.shape[:2] + (3,))
         directions = np.empty_like(origins)
