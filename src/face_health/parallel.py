@@ -526,10 +526,7 @@ def _run_in_processes(
                         "memory ran out, rerun with fewer n_jobs."
                     ) from exc
                 except Exception as exc:  # a result (or the chunk) would not pickle: a bug
-                    error = f"{type(exc).__name__}: {exc}"
-                    trace = "".join(traceback.format_exception(exc))
-                    keys = ", ".join(str(key) for key, _ in chunk)
-                    raise SubjectCrashedError(keys, error, trace) from exc
+                    raise _chunk_crashed(chunk, exc) from exc
                 for outcome, trace in results:
                     yield _report(outcome, trace)
                 bar.update(len(chunk))
@@ -537,6 +534,13 @@ def _run_in_processes(
     finally:
         if not finished:  # a crash or an interrupt: end this pool, the next call starts anew
             _discard(workers, mp_context, pool)
+
+
+def _chunk_crashed(chunk: list[tuple[str, Any]], exc: BaseException) -> SubjectCrashedError:
+    """The error of a chunk whose result could not come back from its worker."""
+    error = f"{type(exc).__name__}: {exc}"
+    trace = "".join(traceback.format_exception(exc))
+    return SubjectCrashedError(", ".join(str(key) for key, _ in chunk), error, trace)
 
 
 def _succeeded(future: Future[Any]) -> bool:
@@ -680,9 +684,7 @@ def _run_on_dask(
                     "worker; give the workers more memory or fewer threads."
                 ) from exc
             except Exception as exc:  # a result (or the chunk) would not pickle: a bug
-                error = f"{type(exc).__name__}: {exc}"
-                trace = "".join(traceback.format_exception(exc))
-                raise SubjectCrashedError(", ".join(k for k, _ in chunk), error, trace) from exc
+                raise _chunk_crashed(chunk, exc) from exc
             future.release()
             bar.update(len(chunk))
             for outcome, trace in results:
