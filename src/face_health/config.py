@@ -294,15 +294,115 @@ class ContactSheetSettings(Section):
     image_size: int
 
 
+#: Lightning strategies that a Kedro node can start (``trainer.strategy``). ``auto`` is one
+#: device. ``ddp_spawn`` starts fresh interpreters and pickles the trainer, module and data to
+#: them (all must pickle; fine when CUDA is already initialised, so the one for GPUs).
+#: ``ddp_fork`` (alias ``ddp_notebook``) forks the node's process: nothing is pickled, but
+#: CUDA must not be initialised yet in it (CPUs). Lightning's ``ddp`` (and ``fsdp``,
+#: ``deepspeed``) start the other processes by running the command line again: inside
+#: ``kedro run`` that is the whole pipeline once more per process, so they are refused.
+NODE_STRATEGIES = ("auto", "ddp_spawn", "ddp_fork", "ddp_notebook")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+TRAINER_PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+
+
+def check_trainer_options(
+    options: Mapping[str, Any],
+    where: str,
+    *,
+    required: tuple[str, ...] = (),
+    refused: Mapping[str, str] | None = None,
+) -> None:
+    """Raise :class:`SettingsError` (naming ``where``) unless ``options``, keyword arguments
+    of ``lightning.Trainer``, can run inside a Kedro node: ``accelerator`` one of
+    :data:`ACCELERATORS`; ``devices`` a positive whole number, a list of device indices or
+    ``auto``; ``strategy`` one of :data:`NODE_STRATEGIES` (``auto`` on one device only:
+    Lightning's ``auto`` on several is ``ddp``); ``precision`` one of
+    :data:`TRAINER_PRECISIONS`. ``required`` keys must be present; ``refused`` maps keys that
+    must not be to the reason."""
+    for key, reason in (refused or {}).items():
+        if key in options:
+            raise SettingsError(f"{where}: {key} is not a trainer option here: {reason}")
+    missing = [key for key in required if key not in options]
+    if missing:
+        raise SettingsError(f"{where}: missing key{'s' if len(missing) > 1 else ''} {missing}")
+    accelerator = options.get("accelerator", "auto")
+    if accelerator not in ACCELERATORS:
+        raise SettingsError(
+            f"{where}: accelerator must be one of {list(ACCELERATORS)}, got {accelerator!r}"
+        )
+    devices = options.get("devices", "auto")
+    if isinstance(devices, (list, tuple)):
+        if (
+            not devices
+            or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in devices)
+            or len(set(devices)) != len(devices)
+        ):
+            raise SettingsError(
+                f"{where}: devices as a list must name distinct device indices (0, 1, ...), "
+                f"got {list(devices)}"
+            )
+        if accelerator == "cpu":
+            raise SettingsError(
+                f"{where}: on the CPU devices is a number of processes, not a list "
+                f"(got {list(devices)})"
+            )
+        count: int | None = len(devices)
+    elif devices == "auto":
+        count = None  # every GPU there is, or one CPU process
+    elif isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise SettingsError(
+            f"{where}: devices must be a positive whole number, a list of device indices or "
+            f"'auto', got {devices!r}"
+        )
+    else:
+        count = devices
+    strategy = options.get("strategy", "auto")
+    if strategy not in NODE_STRATEGIES:
+        raise SettingsError(
+            f"{where}: strategy {strategy!r} cannot run inside a Kedro node; use one of "
+            f"{list(NODE_STRATEGIES)}. Lightning's ddp (like fsdp and deepspeed) starts the "
+            "other processes by running the command line again (`kedro run ...`: the whole "
+            "pipeline once more per process); ddp_spawn starts fresh processes and pickles "
+            "the data to them (GPUs), ddp_fork (ddp_notebook) forks this one (CPUs, or GPUs "
+            "before CUDA is initialised)"
+        )
+    if strategy == "auto" and count != 1:
+        raise SettingsError(
+            f"{where}: strategy 'auto' with devices {devices!r} would be Lightning's ddp on "
+            "several devices, which a Kedro node cannot start (it reruns the command line); "
+            "set devices: 1, or strategy: ddp_spawn or ddp_fork"
+        )
+    precision = options.get("precision", "32-true")
+    if precision not in TRAINER_PRECISIONS:
+        raise SettingsError(
+            f"{where}: precision must be one of {list(TRAINER_PRECISIONS)}, got {precision!r}"
+        )
+
+
+#: The keys of ``landmarks.fit.trainer`` and ``embedding.trainer`` that the YAML must set.
+DISTRIBUTED_KEYS = ("accelerator", "devices", "strategy")
+
+
 @dataclasses.dataclass(frozen=True)
 class LandmarkTrainingSettings:
-    """``landmarks.fit``: the Lightning fit of the landmark network."""
+    """``landmarks.fit``: the Lightning fit of the landmark network. ``trainer`` is keyword
+    arguments of ``lightning.Trainer``: ``accelerator``, ``devices``, ``strategy`` and
+    ``precision`` are required and checked (:func:`check_trainer_options`), others pass."""
 
     module: dict[str, Any]
     trainer: dict[str, Any]
     patience: int
     data: dict[str, Any]
     init_weights: str | None
+
+    def __post_init__(self) -> None:
+        check_trainer_options(
+            self.trainer,
+            f"{DE}, section landmarks: fit: trainer",
+            required=(*DISTRIBUTED_KEYS, "precision"),
+            refused={"max_epochs": "set fit.module.max_epochs (the cosine schedule spans it)"},
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -391,7 +491,22 @@ class EmbeddingSettings(Section):
     patience: int
     cross_fit_folds: int
     module: dict[str, Any]
+    #: Keyword arguments of ``lightning.Trainer``: ``accelerator``, ``devices`` and
+    #: ``strategy`` required and checked (:func:`check_trainer_options`), others pass;
+    #: ``precision`` and ``max_epochs`` belong to ``module`` (the embedding of new scans uses
+    #: the training precision, the cosine schedule spans the epochs).
     trainer: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        check_trainer_options(
+            self.trainer,
+            f"{self.FILE}, section embedding: trainer",
+            required=DISTRIBUTED_KEYS,
+            refused={
+                "precision": "set module.precision (new scans are embedded in it too)",
+                "max_epochs": "set module.max_epochs (the cosine schedule spans it)",
+            },
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -333,7 +333,11 @@ def test_retraining_on_annotated_scans_can_start_from_the_shipped_network(tmp_pa
     options["views"] = {"size": 64, "views_per_scan": 2, **REAL_SCAN_VARIETY}
     options["fit"] |= {
         "module": {"max_epochs": 1, "lr": 1e-4},
-        "trainer": {"accelerator": "cpu", "enable_progress_bar": False},
+        "trainer": {
+            **options["fit"]["trainer"],
+            "accelerator": "cpu",
+            "enable_progress_bar": False,
+        },
         "data": {"batch_size": 2},
         "init_weights": "shipped",
     }

@@ -508,6 +508,7 @@ def _embedding_params(cross_fit_folds: int = 0) -> dict[str, Any]:
         seed=0,
         module={**base.module, "backbone": "resnet10t", "embedding_dim": 101, "max_epochs": 1},
         trainer={
+            **base.trainer,
             "accelerator": "cpu",
             "enable_progress_bar": False,
             "enable_model_summary": False,

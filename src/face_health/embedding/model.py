@@ -28,6 +28,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from face_health.config import check_trainer_options
 from face_health.embedding.data import (
     IMAGE_MEAN,
     IMAGE_STD,
@@ -41,6 +42,7 @@ from face_health.embedding.data import (
     first_ring_views,
     view_transform,
 )
+from face_health.landmarks.training import SINGLE_DEVICE, run_fit
 from face_health.schema import ID_COLUMN
 
 #: The module's ``precision``: Lightning's names for full float32 and for bfloat16 autocast
@@ -189,8 +191,9 @@ class EmbeddingModule(L.LightningModule):
     ``test_loss``; in validation and test also ``<stage>_mae_<target>`` of regression
     targets (in the target's units: standardised errors times ``target_scale``, the training
     standard deviations, which :func:`fit_embedding_model` takes from the scaler) and
-    ``<stage>_bce_<target>`` of binary targets and conditions. ``predict_step`` returns
-    ``{"subject_id", "view", "embeddings" (B, N)}``.
+    ``<stage>_bce_<target>`` of binary targets and conditions, means over the epoch's
+    labelled samples of every process (a target nobody labelled is not logged).
+    ``predict_step`` returns ``{"subject_id", "view", "embeddings" (B, N)}``.
     """
 
     def __init__(
@@ -221,6 +224,8 @@ class EmbeddingModule(L.LightningModule):
         self.register_buffer("target_scale", scale, persistent=False)
         if channels_last:  # NHWC: ~1.2x faster convolutions on this CPU (resnet_speed_bench)
             self.net.to(memory_format=torch.channels_last)
+        # Per stage, the epoch's per-target sums of errors (or losses) and label counts.
+        self._target_totals: dict[str, tuple[Tensor, Tensor]] = {}
 
     def _images(self, images: Tensor) -> Tensor:
         if self.hparams.get("channels_last", False):
@@ -236,19 +241,51 @@ class EmbeddingModule(L.LightningModule):
         loss, per_target, counts = masked_multitask_loss(outputs, targets, self.heads.is_binary)
         size = len(targets)
         self.log(
-            f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size
+            f"{stage}_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
+            sync_dist=True,  # the mean over every process of a multi-process fit
         )
         if stage == "train":
             return loss
         errors = (outputs.float() - targets).abs() * self.target_scale
+        sums = torch.where(self.heads.is_binary, per_target.nan_to_num() * counts, errors.nansum(0))
+        if stage in self._target_totals:
+            before, seen = self._target_totals[stage]
+            sums, counts = before + sums.detach(), seen + counts
+        self._target_totals[stage] = (sums.detach(), counts)
+        return loss
+
+    def _log_target_metrics(self, stage: str) -> None:
+        """``<stage>_mae_*`` / ``<stage>_bce_*`` of the epoch: totals summed over the processes
+        first, so every process logs the same targets (a target logged by some processes only
+        would leave the others waiting to synchronise it)."""
+        if stage not in self._target_totals:
+            return
+        sums, counts = self._target_totals.pop(stage)
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        counts = self.trainer.strategy.reduce(counts.float(), reduce_op="sum")
         for j, (name, kind) in enumerate(
             zip(self.hparams.target_names, self.heads.target_kinds, strict=True)
         ):
-            if (n := int(counts[j])) > 0:  # a target without labels here would log NaN
-                value = errors[:, j].nanmean() if kind == "regression" else per_target[j]
+            if counts[j] > 0:  # a target without labels would log NaN
                 metric = "mae" if kind == "regression" else "bce"
-                self.log(f"{stage}_{metric}_{name}", value, on_epoch=True, batch_size=n)
-        return loss
+                self.log(f"{stage}_{metric}_{name}", sums[j] / counts[j], sync_dist=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._target_totals.pop("val", None)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_target_metrics("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._target_totals.pop("test", None)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_target_metrics("test")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         return self._step(batch, "train")
@@ -287,7 +324,11 @@ def fit_embedding_model(
     module_options : :class:`EmbeddingModule` arguments; ``max_epochs`` (not a trainer option,
         the cosine schedule spans it) sets the trainer's; ``target_kinds`` and
         ``target_scale`` default to the data module's
-    trainer_options : further ``lightning.Trainer`` arguments (e.g. ``fast_dev_run``)
+    trainer_options : further ``lightning.Trainer`` arguments (e.g. ``fast_dev_run``);
+        ``accelerator``, ``devices`` and ``strategy`` default to one device
+        (:data:`~face_health.landmarks.training.SINGLE_DEVICE`); several processes with
+        ``strategy`` ``ddp_spawn`` (the data module must pickle) or ``ddp_fork``, see
+        :func:`~face_health.landmarks.training.run_fit`
     logger : a Lightning logger, or None for none
     patience : validation epochs without improvement before stopping
     seed : seeds everything (weights, augmentation)
@@ -295,49 +336,51 @@ def fit_embedding_model(
     Returns
     -------
     The best module on the CPU in eval mode, and ``{"best_val_loss", "epochs",
-    "train_seconds"}``.
+    "train_seconds"}`` (``train_seconds`` include starting the processes of a multi-process
+    fit).
     """
     options = {"target_kinds": datamodule.target_kinds, **module_options}
     if list(options.get("target_names", [])) != datamodule.target_names:
         raise ValueError("module_options['target_names'] differ from the data module's")
     options.setdefault("target_scale", [float(s) for s in datamodule.scaler.scale_])
-    trainer_options = dict(trainer_options or {})
+    trainer_options = {**SINGLE_DEVICE, **(trainer_options or {})}
     for name in ("max_epochs", "precision"):
         if name in trainer_options:
             raise ValueError(
                 f"set {name} in module_options: the module keeps it (the cosine schedule "
                 "spans max_epochs; the embedding of new scans uses the training precision)"
             )
+    check_trainer_options(trainer_options, "trainer_options")
     L.seed_everything(seed, workers=True, verbose=False)
     module = EmbeddingModule(**options)
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = ModelCheckpoint(scratch, monitor="val_loss", save_weights_only=True)
         callbacks = [checkpoint, EarlyStopping(monitor="val_loss", patience=patience)]
-        trainer = L.Trainer(
-            **{
-                "accelerator": "auto",
-                "devices": 1,
+        start = time.perf_counter()
+        trainer, outcome = run_fit(
+            module,
+            datamodule,
+            {
                 "max_epochs": module.hparams.max_epochs,
                 "precision": module.hparams.precision,
                 "callbacks": callbacks,
                 "enable_progress_bar": True,
-                "logger": logger or False,
-                # Lightning's 50 steps exceed a small run's epoch (its PossibleUserWarning).
-                "log_every_n_steps": max(1, min(50, len(datamodule.train_dataloader()))),
                 **trainer_options,
-            }
+            },
+            logger=logger,
+            scratch=scratch,
+            steps_per_epoch=len(datamodule.train_dataloader()),
         )
-        start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule)
         seconds = time.perf_counter() - start
-        if checkpoint.best_model_path:  # empty after fast_dev_run, which saves nothing
+        if outcome.best_model_path:  # empty after fast_dev_run, which saves nothing
             # Into the same module: rebuilding it would read ``checkpoint_path`` again.
-            saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+            saved = torch.load(outcome.best_model_path, map_location="cpu", weights_only=True)
             module.load_state_dict(saved["state_dict"])
-    best = checkpoint.best_model_score
+    module.trainer = trainer  # also when other processes trained it, as after a fit here
+    best = outcome.best_model_score
     if best is None:
-        best = trainer.callback_metrics.get("val_loss", torch.tensor(float("nan")))
-    metrics = {"best_val_loss": float(best), "epochs": int(trainer.current_epoch)}
+        best = float(trainer.callback_metrics.get("val_loss", torch.tensor(float("nan"))))
+    metrics = {"best_val_loss": float(best), "epochs": outcome.epochs}
     return module.cpu().eval(), {**metrics, "train_seconds": seconds}
 
 

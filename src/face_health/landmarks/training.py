@@ -8,22 +8,32 @@ batches on the fly, on the training device, deterministically given its seed (wi
 ``fit_landmark_model`` runs the fit with checkpointing and early stopping on ``val_loss``;
 ``save_landmark_model`` / ``load_landmark_model`` write and read the few-MB file that the
 detector ships.
+
+:func:`run_fit` runs a Lightning fit from inside a Kedro node, on one device or in several
+processes that the node starts itself (``ddp_spawn``, ``ddp_fork``; see
+:data:`face_health.config.NODE_STRATEGIES`); the embedding's fit uses it too.
 """
 
 from __future__ import annotations
 
+import math
+import pickle
 import tempfile
 from os import PathLike
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric
 
+from face_health.config import check_trainer_options
 from face_health.landmarks.augmentation import Augmentation, augment_batch
 from face_health.landmarks.network import HeatmapNet, decode_heatmaps_torch, gaussian_heatmaps
 
@@ -100,8 +110,19 @@ class LandmarkDataModule(L.LightningDataModule):
         self._generator = torch.Generator().manual_seed(seed)
 
     def setup(self, stage: str | None = None) -> None:
-        # Every fit sees the same augmentation stream.
-        self._generator.manual_seed(self.hparams.seed)
+        # Every fit sees the same augmentation stream; each process of a multi-process fit
+        # its own (rank 0, the only one on a single device, the seed's).
+        rank = getattr(self.trainer, "global_rank", 0) if self.trainer is not None else 0
+        self._generator.manual_seed(self.hparams.seed + rank)
+
+    def __getstate__(self) -> dict:
+        # torch.multiprocessing cannot send a Generator to a spawned process (ddp_spawn);
+        # setup() seeds a fresh one there before any batch is drawn.
+        return {**self.__dict__, "_generator": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._generator = torch.Generator().manual_seed(self.hparams.seed)
 
     def _loader(self, dataset: ViewDataset, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -198,7 +219,9 @@ class LandmarkModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, _ = self._loss(batch)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["images"]))
+        size = len(batch["images"])
+        # sync_dist: the mean over every process of a multi-process fit (no-op on one device)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return loss
 
     def _evaluate(self, batch: dict[str, Tensor], stage: str, metric: MeanMetric) -> None:
@@ -207,7 +230,10 @@ class LandmarkModule(L.LightningModule):
         distances = (pixels - batch["keypoints"].double()).norm(dim=-1)
         metric.update(distances[batch["visible"]].float())
         size = len(batch["images"])
-        self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log(
+            f"{stage}_loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True
+        )
+        # a torchmetrics Metric: reduced over the processes by itself
         self.log(f"{stage}_px_error", metric, on_epoch=True, prog_bar=True, batch_size=size)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -227,6 +253,130 @@ class LandmarkModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": schedule, "interval": "epoch"},
         }
+
+
+#: What ``trainer_options`` of the fits fall back to in a library call: one device (a node
+#: passes all three from its parameters, where they are required).
+SINGLE_DEVICE = {"accelerator": "auto", "devices": 1, "strategy": "auto"}
+
+
+class FitOutcome(NamedTuple):
+    """What rank 0 knows at the end of a fit: the best checkpoint's path (``""`` when none was
+    written, e.g. after ``fast_dev_run``), its monitored score (None without one) and the
+    epochs trained."""
+
+    best_model_path: str
+    best_model_score: float | None
+    epochs: int
+
+
+class _RankZeroLog(Logger):
+    """Stands in for the caller's logger in the processes of a multi-process fit and records
+    what rank 0 logs; :func:`run_fit` replays it into the caller's logger after the fit. The
+    processes never open the MLflow store: ``ddp_spawn`` would have to pickle the logger (a
+    logger class made inside a function does not pickle), and a SQLite connection inherited
+    by a forked process is unsafe to use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, tuple]] = []
+
+    @property
+    def name(self) -> str:
+        return "rank_zero_log"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        self.calls.append(("log_hyperparams", (params,)))
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.calls.append(("log_metrics", (dict(metrics), step)))
+
+
+class _ReportOutcome(Callback):
+    """Rank 0 writes the fit's :class:`FitOutcome` and what :class:`_RankZeroLog` recorded to
+    ``path``: of a process that Lightning started, the caller gets back only the last
+    weights, the best checkpoint's path and ``callback_metrics``, not the best score nor the
+    epochs trained."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        checkpoint = trainer.checkpoint_callback
+        score = getattr(checkpoint, "best_model_score", None)
+        outcome = FitOutcome(
+            str(getattr(checkpoint, "best_model_path", "") or ""),
+            None if score is None else float(score),
+            int(trainer.current_epoch),
+        )
+        calls = trainer.logger.calls if isinstance(trainer.logger, _RankZeroLog) else []
+        with open(self.path, "wb") as file:
+            pickle.dump((outcome, calls), file)
+
+
+def run_fit(
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    trainer_options: dict[str, Any],
+    *,
+    logger: Any,
+    scratch: str | PathLike,
+    steps_per_epoch: int,
+) -> tuple[L.Trainer, FitOutcome]:
+    """``lightning.Trainer(**trainer_options).fit(module, datamodule)`` as a Kedro node can
+    run it, on one device or in several processes.
+
+    ``trainer_options`` must pass :func:`face_health.config.check_trainer_options`. With
+    ``strategy: auto`` (one device) the fit runs in this process and logs to ``logger`` as it
+    goes. With ``ddp_spawn`` or ``ddp_fork`` Lightning starts ``devices`` processes (gloo on
+    CPUs, NCCL on GPUs) and each trains on its share of the batches; rank 0 alone logs, into
+    a recorder whose calls are replayed into ``logger`` here after the fit (with Lightning's
+    steps); ``module`` gets rank 0's last weights back; checkpoints are rank 0's, written
+    where the callbacks say (a local folder every process sees, such as ``scratch``).
+
+    Parameters
+    ----------
+    logger : a Lightning logger, or None for none
+    scratch : an existing folder for rank 0's report
+    steps_per_epoch : training batches of an epoch on one device: Lightning's logging
+        interval is at most 50 steps and at most one process's epoch (unless set)
+
+    Returns
+    -------
+    The trainer (``callback_metrics`` are rank 0's) and rank 0's :class:`FitOutcome`.
+    """
+    check_trainer_options(trainer_options, "trainer_options")
+    report = Path(scratch) / "rank_zero_outcome.pkl"
+    callbacks = [*trainer_options.get("callbacks", []), _ReportOutcome(report)]
+    trainer = L.Trainer(**{**trainer_options, "callbacks": callbacks, "logger": False})
+    launched = trainer.strategy.launcher is not None  # processes of Lightning's own
+    if logger:
+        trainer.logger = _RankZeroLog() if launched else logger
+    if "log_every_n_steps" not in trainer_options:  # avoids Lightning's PossibleUserWarning
+        processes = max(1, trainer.num_devices * trainer.num_nodes)
+        trainer.log_every_n_steps = max(1, min(50, math.ceil(steps_per_epoch / processes)))
+    trainer.fit(module, datamodule=datamodule)
+    with open(report, "rb") as file:
+        outcome, calls = pickle.load(file)
+    if launched and logger:
+        for name, args in calls:
+            getattr(logger, name)(*args)
+        logger.save()
+        logger.finalize("success")  # as Lightning does at the end of a fit
+    return trainer, outcome
+
+
+def _one_device(devices: Any) -> Any:
+    """The first of the fit's ``devices``, for work in the calling process."""
+    return [devices[0]] if isinstance(devices, (list, tuple)) else 1
 
 
 def fit_landmark_model(
@@ -251,7 +401,9 @@ def fit_landmark_model(
         ``in_channels`` default to the arrays' shapes; ``max_epochs`` is set here (the
         learning-rate schedule needs it), not in ``trainer_options``
     trainer_options : further ``lightning.Trainer`` arguments (e.g. ``precision``,
-        ``fast_dev_run``, ``accelerator``)
+        ``fast_dev_run``); ``accelerator``, ``devices`` and ``strategy`` default to
+        :data:`SINGLE_DEVICE`; several processes with ``strategy`` ``ddp_spawn`` or
+        ``ddp_fork`` (:func:`run_fit`)
     data_options : further :class:`LandmarkDataModule` arguments
     logger : a Lightning logger (e.g. MLflow's), or None for no logging
     checkpoint_dir : where to keep the best checkpoint; a temporary folder if None
@@ -264,7 +416,8 @@ def fit_landmark_model(
     Returns
     -------
     The module with the best weights, on the CPU in eval mode, and ``{"best_val_loss",
-    "val_px_error", "epochs"}`` (``val_px_error`` of the best weights; ``epochs`` trained).
+    "val_px_error", "epochs"}`` (``val_px_error`` of the best weights on every validation view,
+    measured here on one device, however many trained; ``epochs`` trained).
     """
     images = train["images"]
     module_options = {
@@ -273,9 +426,10 @@ def fit_landmark_model(
         "in_channels": int(images.shape[1]),
         **(module_options or {}),
     }
-    trainer_options = dict(trainer_options or {})
+    trainer_options = {**SINGLE_DEVICE, **(trainer_options or {})}
     if "max_epochs" in trainer_options:
         raise ValueError("set max_epochs in module_options: the cosine schedule spans it")
+    check_trainer_options(trainer_options, "trainer_options")
     L.seed_everything(seed, workers=True, verbose=False)
     module = LandmarkModule(**module_options)
     if init_weights is not None:
@@ -294,25 +448,25 @@ def fit_landmark_model(
             save_top_k=1,
         )
         early_stopping = EarlyStopping(monitor="val_loss", mode="min", patience=patience)
-        trainer = L.Trainer(
-            **{
-                "accelerator": "auto",
-                "devices": 1,
+        _, outcome = run_fit(
+            module,
+            data,
+            {
                 "max_epochs": module.hparams.max_epochs,
                 "callbacks": [checkpoint, early_stopping],
                 "enable_progress_bar": True,
-                "logger": logger or False,
-                # Lightning's 50 steps exceed a small run's epoch (its PossibleUserWarning).
-                "log_every_n_steps": max(1, min(50, len(data.train_dataloader()))),
                 **trainer_options,
-            }
+            },
+            logger=logger,
+            scratch=scratch,
+            steps_per_epoch=len(data.train_dataloader()),
         )
-        trainer.fit(module, datamodule=data)
-        if checkpoint.best_model_path:  # empty after fast_dev_run, which saves nothing
+        if outcome.best_model_path:  # empty after fast_dev_run, which saves nothing
             module = LandmarkModule.load_from_checkpoint(
-                checkpoint.best_model_path, map_location="cpu"
+                outcome.best_model_path, map_location="cpu"
             )
-        # A separate, silent trainer: the final validation is not another logged epoch.
+        # A separate, silent trainer: the final validation is not another logged epoch; on
+        # one device of the fit's kind, in this process, over every validation view.
         evaluation_options = {
             k: v
             for k, v in trainer_options.items()
@@ -320,8 +474,8 @@ def fit_landmark_model(
         }
         evaluator = L.Trainer(
             **{
-                "accelerator": "auto",
-                "devices": 1,
+                "devices": _one_device(trainer_options["devices"]),
+                "strategy": "auto",
                 "logger": False,
                 "enable_progress_bar": False,
                 "enable_model_summary": False,
@@ -331,11 +485,11 @@ def fit_landmark_model(
         )
         metrics = evaluator.validate(module, datamodule=data, verbose=False)[0]
     module = module.cpu().eval()
-    best = checkpoint.best_model_score
+    best = outcome.best_model_score
     return module, {
-        "best_val_loss": float(best) if best is not None else float(metrics["val_loss"]),
+        "best_val_loss": best if best is not None else float(metrics["val_loss"]),
         "val_px_error": float(metrics["val_px_error"]),
-        "epochs": int(trainer.current_epoch),
+        "epochs": outcome.epochs,
     }
 
 
