@@ -517,13 +517,11 @@ def _run_in_processes(
                     unfinished = [
                         str(k) for f in futures if not _succeeded(f) for k, _ in futures[f]
                     ]
-                    shown = ", ".join(unfinished[:10])
-                    more = f" and {len(unfinished) - 10} more" if len(unfinished) > 10 else ""
-                    raise BrokenProcessPool(
-                        f"a worker process died (killed for memory, or a crash in native code) "
-                        f"while running {getattr(fn, '__qualname__', fn)!r}; subjects not "
-                        f"finished: {shown}{more}. No QC row is written for a dead worker; if "
-                        "memory ran out, rerun with fewer n_jobs."
+                    raise _worker_died(
+                        "a worker process",
+                        fn,
+                        unfinished,
+                        "if memory ran out, rerun with fewer n_jobs",
                     ) from exc
                 except Exception as exc:  # a result (or the chunk) would not pickle: a bug
                     raise _chunk_crashed(chunk, exc) from exc
@@ -534,6 +532,19 @@ def _run_in_processes(
     finally:
         if not finished:  # a crash or an interrupt: end this pool, the next call starts anew
             _discard(workers, mp_context, pool)
+
+
+def _worker_died(
+    who: str, fn: Callable[..., Any], unfinished: list[str], advice: str
+) -> BrokenProcessPool:
+    """The error of a stage whose worker process died: no subject's data is to blame."""
+    shown = ", ".join(unfinished[:10])
+    more = f" and {len(unfinished) - 10} more" if len(unfinished) > 10 else ""
+    return BrokenProcessPool(
+        f"{who} died (killed for memory, or a crash in native code) while running "
+        f"{getattr(fn, '__qualname__', fn)!r}; subjects not finished: {shown}{more}. No QC "
+        f"row is written for a dead worker; {advice}."
+    )
 
 
 def _chunk_crashed(chunk: list[tuple[str, Any]], exc: BaseException) -> SubjectCrashedError:
@@ -659,7 +670,6 @@ def _run_on_dask(
     """The chunks as Dask tasks: outcomes as they finish, the same errors as the pool's."""
     distributed = _import_distributed()
     client = dask_client()
-    name = getattr(fn, "__qualname__", repr(fn))
     # kwargs go with every task, as with the pool (scattered data would die with a worker).
     futures = {
         client.submit(_call_chunk, fn, chunk, kwargs, pure=False, retries=0): chunk
@@ -677,11 +687,11 @@ def _run_on_dask(
                 unfinished = [
                     str(k) for f in futures if f.status != "finished" for k, _ in futures[f]
                 ]
-                raise BrokenProcessPool(
-                    f"a Dask worker died (killed for memory, or a crash in native code) while "
-                    f"running {name!r} on {', '.join(k for k, _ in chunk)}; subjects not "
-                    f"finished: {', '.join(unfinished[:10])}. No QC row is written for a dead "
-                    "worker; give the workers more memory or fewer threads."
+                raise _worker_died(
+                    "a Dask worker",
+                    fn,
+                    unfinished,
+                    "give the workers more memory or fewer threads",
                 ) from exc
             except Exception as exc:  # a result (or the chunk) would not pickle: a bug
                 raise _chunk_crashed(chunk, exc) from exc
