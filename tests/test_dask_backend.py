@@ -4,12 +4,12 @@ and, on a tiny cohort, the same files byte for byte."""
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
 import shutil
 import struct
-from concurrent.futures.process import BrokenProcessPool
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,68 +19,33 @@ from conftest import kedro_run
 
 from face_health import parallel
 from face_health.config import ParallelSettings, SettingsError, base_section
-from face_health.errors import DataError
 
 pytest.importorskip("distributed")
 
-
-def _double(x: int, *, add: int = 0) -> tuple[int, str | None]:
-    if x == 3:
-        raise DataError("three is not a face")
-    if x == 4 and add == 99:
-        raise ZeroDivisionError("a bug")
-    if x == 5 and add == 77:
-        os._exit(3)  # a worker that dies
-    return 2 * x + add, os.environ.get("OMP_NUM_THREADS")
+CASES = Path(__file__).with_name("dask_cluster_cases.py")
 
 
-@pytest.fixture(scope="module")
-def on_dask():
-    settings = base_section("parallel", backend="dask", n_workers=2, dashboard_address=None)
-    before = parallel.use_backend(settings)
-    yield settings
-    parallel.use_backend(before)
-    parallel.close_dask()
+def test_the_backend_on_a_local_cluster() -> None:
+    """``tests/dask_cluster_cases.py`` (the same outcomes as the pool, a bug and a dead
+    worker on Dask, ``n_jobs: 1`` in process) in a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CASES)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "4 passed" in result.stdout
 
 
-def test_dask_gives_the_outcomes_of_the_process_pool(on_dask) -> None:
-    items = {f"S{i:04d}": i for i in range(6)}
-    on_cluster = parallel.map_subjects(_double, items, n_jobs=0, add=1, progress=False)
-    assert list(on_cluster) == list(items)  # in the order of the items
-    assert len(parallel.dask_client().scheduler_info(n_workers=-1)["workers"]) == 2
-    before = parallel.use_backend(base_section("parallel"))
-    try:
-        local = parallel.map_subjects(_double, items, n_jobs=2, add=1, progress=False)
-    finally:
-        parallel.use_backend(before)
-    for key in items:
-        a, b = on_cluster[key], local[key]
-        assert (a.ok, a.value, a.error) == (b.ok, b.value, b.error)
-    assert on_cluster["S0003"].error == "DataError: three is not a face"
-    assert on_cluster["S0000"].value == (1, "1")  # one thread per worker, as in the pool
+def test_a_forking_fit_is_refused_after_dask(monkeypatch: pytest.MonkeyPatch) -> None:
+    from face_health.landmarks.training import run_fit
 
-
-def test_a_bug_on_a_dask_worker_names_the_subject(on_dask) -> None:
-    with pytest.raises(parallel.SubjectCrashedError, match="S0004.*ZeroDivisionError: a bug"):
-        items = {f"S{i:04d}": i for i in range(6)}
-        parallel.map_subjects(_double, items, n_jobs=0, add=99, progress=False)
-    # The cluster goes on after a bug.
-    after = parallel.map_subjects(_double, {"S0001": 1}, n_jobs=0, progress=False)
-    assert after["S0001"].value[0] == 2
-
-
-def test_a_dead_dask_worker_is_not_a_qc_row(on_dask) -> None:
-    with pytest.raises(BrokenProcessPool, match="Dask worker died.*S0005"):
-        parallel.map_subjects(_double, {"S0005": 5, "S0001": 1}, n_jobs=0, add=77, progress=False)
-
-
-def test_n_jobs_1_stays_in_this_process(on_dask) -> None:
-    outcome = parallel.map_subjects(_pid, {"a": 0}, n_jobs=1)
-    assert outcome["a"].value == os.getpid()
-
-
-def _pid(_: int) -> int:
-    return os.getpid()
+    monkeypatch.setattr(parallel, "DASK_USED", True)
+    options = {"accelerator": "cpu", "devices": 2, "strategy": "ddp_fork"}
+    with pytest.raises(SettingsError, match="use strategy: ddp_spawn"):
+        run_fit(None, None, options, logger=None, scratch=".", steps_per_epoch=1)
 
 
 def test_parallel_settings_are_checked() -> None:

@@ -571,6 +571,9 @@ class Backend:
 _BACKEND = Backend()
 _DASK: dict[Backend, Any] = {}  # the client of each configured backend, kept (like the pools)
 _DASK_LOCK = threading.Lock()
+#: A Dask client has run in this process. Forking it afterwards is unsafe: a Lightning fit
+#: with ``ddp_fork`` hung in its forked ranks (gloo) even after the client was closed.
+DASK_USED = False
 
 
 def use_backend(settings: Any) -> Backend:
@@ -634,6 +637,8 @@ def dask_client(backend: Backend | None = None) -> Any:
             len(client.scheduler_info(n_workers=-1)["workers"]),
         )
         _DASK[backend] = client
+        global DASK_USED
+        DASK_USED = True
         return client
 
 

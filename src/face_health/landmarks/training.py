@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric
 
-from face_health.config import check_trainer_options
+from face_health.config import SettingsError, check_trainer_options
 from face_health.landmarks.augmentation import Augmentation, augment_batch
 from face_health.landmarks.network import HeatmapNet, decode_heatmaps_torch, gaussian_heatmaps
 
@@ -354,6 +354,7 @@ def run_fit(
     The trainer (``callback_metrics`` are rank 0's) and rank 0's :class:`FitOutcome`.
     """
     check_trainer_options(trainer_options, "trainer_options")
+    _check_forkable(trainer_options.get("strategy"))
     report = Path(scratch) / "rank_zero_outcome.pkl"
     callbacks = [*trainer_options.get("callbacks", []), _ReportOutcome(report)]
     trainer = L.Trainer(**{**trainer_options, "callbacks": callbacks, "logger": False})
@@ -372,6 +373,18 @@ def run_fit(
         logger.save()
         logger.finalize("success")  # as Lightning does at the end of a fit
     return trainer, outcome
+
+
+def _check_forkable(strategy: Any) -> None:
+    """Refuse a forking strategy in a process that has run a Dask client (a run on
+    ``parallel.backend: dask``): its forked ranks hang (measured), so say so instead."""
+    from face_health import parallel
+
+    if strategy in ("ddp_fork", "ddp_notebook") and parallel.DASK_USED:
+        raise SettingsError(
+            f"strategy {strategy}: this process has run a Dask client (parallel.backend: "
+            "dask), and processes forked from it hang; use strategy: ddp_spawn"
+        )
 
 
 def _one_device(devices: Any) -> Any:
