@@ -14,6 +14,10 @@ saves every partition, builds the template, writes the tables), T(N) = n (s + p 
 README's table extrapolates that to 100,000 subjects on N workers.
 
     .venv/bin/python benchmarks/scale_bench.py --n 2000 --workers 1 2
+
+``--backend processes`` runs the same stages on the local process pool instead (each stage's
+``n_jobs`` set to the worker count), the per-subject cost to compare Dask's with; its workers'
+memory is not read (the pool's workers are not the run's children).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import copy_project  # noqa: E402  (the project copy the tests run in)
 
+#: The sections whose ``n_jobs`` the per-subject stages take (``--backend processes``).
+N_JOBS_SECTIONS = ("ingest", "landmarks", "alignment", "views", "radiomics")
 STAGES = (
     "feature.local_features.segment_regions_and_extract_radiomics",
     "data_engineering.views.render_directional_views",
@@ -59,15 +65,21 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_stages(cohort: Path, workers: int, scratch: Path) -> dict:
+def run_stages(cohort: Path, workers: int, scratch: Path, backend: str = "dask") -> dict:
+    project = copy_project(scratch / f"project_{backend}_{workers}")
+    (project / "conf" / "local" / "globals.yml").write_text(
+        f"cohort:\n  source: folder\n  path: {cohort}\n  clinical: clinical.csv\n"
+    )
+    if backend == "processes":
+        params = ",".join(
+            ["parallel.backend=processes"] + [f"{s}.n_jobs={workers}" for s in N_JOBS_SECTIONS]
+        )
+        result, wall = _kedro(project, params, scratch / f"kedro_{backend}_{workers}.log")
+        return _summary(workers, backend, result, wall, worker_mb=[])
     from distributed import Client, LocalCluster
 
     from face_health.parallel import THREAD_ENV_VARS
 
-    project = copy_project(scratch / f"project_{workers}")
-    (project / "conf" / "local" / "globals.yml").write_text(
-        f"cohort:\n  source: folder\n  path: {cohort}\n  clinical: clinical.csv\n"
-    )
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
@@ -77,32 +89,42 @@ def run_stages(cohort: Path, workers: int, scratch: Path) -> dict:
     client = Client(cluster)
     try:
         params = f"parallel.backend=dask,parallel.scheduler={cluster.scheduler_address}"
-        env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "300"}
-        start = time.perf_counter()
-        result = subprocess.run(
-            ["/usr/bin/time", "-f", "PEAK_KB %M", str(ROOT / ".venv/bin/kedro"), "run"]
-            + ["--pipelines=training"]
-            + ["--to-nodes", ",".join(STAGES), "--params", params],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        wall = time.perf_counter() - start
-        (scratch / f"kedro_{workers}.log").write_text(result.stdout + result.stderr)
-        if result.returncode != 0:
-            raise RuntimeError(f"kedro run failed:\n{result.stderr[-3000:]}")
+        result, wall = _kedro(project, params, scratch / f"kedro_{backend}_{workers}.log")
         worker_mb = sorted(client.run(_peak_rss_mb).values())
     finally:
         client.close()
         cluster.close()
-    client_mb = int(re.findall(r"PEAK_KB (\d+)", result.stderr)[-1]) / 1024
+    return _summary(workers, backend, result, wall, worker_mb)
+
+
+def _kedro(project: Path, params: str, log: Path) -> tuple[subprocess.CompletedProcess, float]:
+    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "300"}
+    start = time.perf_counter()
+    result = subprocess.run(
+        ["/usr/bin/time", "-f", "PEAK_KB %M", str(ROOT / ".venv/bin/kedro"), "run"]
+        + ["--pipelines=training"]
+        + ["--to-nodes", ",".join(STAGES), "--params", params],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    log.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(f"kedro run failed (see {log}):\n{result.stderr[-3000:]}")
+    return result, wall
+
+
+def _summary(workers: int, backend: str, result, wall: float, worker_mb: list[float]) -> dict:
     return {
         "workers": workers,
+        "backend": backend,
         "wall_s": wall,
         "stages_s": stage_seconds(result.stdout + result.stderr),
         "worker_peak_mb": worker_mb,
-        "client_peak_mb": client_mb,
+        # /usr/bin/time of the kedro command: the Kedro process (the Dask client)
+        "client_peak_mb": int(re.findall(r"PEAK_KB (\d+)", result.stderr)[-1]) / 1024,
     }
 
 
@@ -135,6 +157,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="subjects (default 2000)")
     parser.add_argument("--seed", type=int, default=4242)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--backend", choices=("dask", "processes"), default="dask")
     parser.add_argument("--scratch", type=Path, default=None, help="keep the runs here")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
@@ -142,16 +165,17 @@ def main() -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     cohort = scratch / "cohort"
     print(f"simulating {args.n} subjects into {cohort} ...", flush=True)
-    report = {"n": args.n, "seed": args.seed, "simulate_s": simulate(args.n, args.seed, cohort)}
+    report = {"n": args.n, "seed": args.seed, "backend": args.backend}
+    report["simulate_s"] = simulate(args.n, args.seed, cohort)
     print(f"  {report['simulate_s']:.0f} s", flush=True)
     runs = []
     for workers in args.workers:
-        print(f"per-subject stages on {workers} Dask worker(s) ...", flush=True)
-        run = run_stages(cohort, workers, scratch)
+        print(f"per-subject stages on {workers} {args.backend} worker(s) ...", flush=True)
+        run = run_stages(cohort, workers, scratch, args.backend)
         runs.append(run)
         print(
             f"  {run['wall_s']:.0f} s, {args.n / run['wall_s']:.2f} subjects/s, worker peak "
-            f"{max(run['worker_peak_mb']):.0f} MB, Kedro process peak "
+            f"{_mb(run['worker_peak_mb'])} MB, Kedro process peak "
             f"{run['client_peak_mb']:.0f} MB",
             flush=True,
         )
@@ -167,7 +191,7 @@ def main() -> None:
     for r in runs:
         print(
             f"{r['workers']:>8} {r['wall_s']:>8.0f} {args.n / r['wall_s']:>8.2f} "
-            f"{max(r['worker_peak_mb']):>10.0f} {r['client_peak_mb']:>9.0f}"
+            f"{_mb(r['worker_peak_mb']):>10} {r['client_peak_mb']:>9.0f}"
         )
     if "model" in report:
         m = report["model"]
@@ -178,6 +202,10 @@ def main() -> None:
         for w, hours in m["hours_for_100000"].items():
             print(f"  100,000 subjects on {w} workers: {hours:.1f} h")
     print(f"wrote {args.out}")
+
+
+def _mb(values: list[float]) -> str:
+    return f"{max(values):.0f}" if values else "-"
 
 
 if __name__ == "__main__":

@@ -126,16 +126,20 @@ def test_a_tiny_cohort_on_dask_gives_the_process_pools_files(project_copy: Path)
     """Simulation, ingest, landmarks, alignment, views, regions + radiomics of the tiny
     cohort, once on local processes and once on a 2-worker LocalCluster, in the same project
     folder (the meshes record their source path): every file the same, byte for byte, but
-    the QC tables' wall-time columns."""
+    the QC tables' wall-time columns. The Dask run's workers spool to a folder of its own,
+    which is gone when the run ends."""
     kedro_run(project_copy, "--env", "tiny", "--pipelines", "training", "--to-nodes", _STAGES)
     shutil.move(project_copy / "data", project_copy / "on_processes")
     (project_copy / "mlflow.db").unlink(missing_ok=True)
     (project_copy / "data").mkdir()
+    spooled = project_copy / "spool"
+    spooled.mkdir()
     kedro_run(
         project_copy,
         *("--env", "tiny", "--pipelines", "training", "--to-nodes", _STAGES),
-        *("--params", "parallel.backend=dask,parallel.n_workers=2"),
+        *("--params", f"parallel.backend=dask,parallel.n_workers=2,parallel.spool={spooled}"),
     )
+    assert list(spooled.iterdir()) == []  # the run's spool folder, made inside, is gone
     processes, dask = _digests(project_copy / "on_processes"), _digests(project_copy / "data")
     assert len(processes) > 100  # scans, meshes, views, tables
     assert processes.keys() == dask.keys()

@@ -636,7 +636,9 @@ class ParallelSettings(Section):
     subject to a ``dask.distributed`` cluster: the scheduler at ``scheduler``
     (``tcp://host:8786``) or, when it is null, a ``LocalCluster`` of ``n_workers`` one-thread
     worker processes (0: one per core). A stage with ``n_jobs: 1`` still runs in the Kedro
-    process on either backend (debugging).
+    process on either backend (debugging). Workers leave their bulky results (meshes, views)
+    in ``spool`` (an fsspec folder; null: the temporary directory, or in memory for a remote
+    scheduler) until they are saved (``face_health.spool``).
     """
 
     SECTION: ClassVar[str] = "parallel"
@@ -646,6 +648,7 @@ class ParallelSettings(Section):
     scheduler: str | None
     n_workers: int
     dashboard_address: str | None
+    spool: str | None
 
     def __post_init__(self) -> None:
         where = f"{self.FILE}, section parallel"

@@ -217,17 +217,41 @@ class ParallelBackendHook:
 
     def __init__(self) -> None:
         self._before: Any = None
+        self._catalog: Any = None
 
     @hook_impl
     def before_pipeline_run(self, run_params: Any, pipeline: Any, catalog: Any) -> None:
+        from face_health import spool
         from face_health.config import ParallelSettings
         from face_health.parallel import use_backend
 
+        self._catalog = catalog
         try:
             values = catalog.load("params:parallel")
         except Exception:  # noqa: BLE001 - a project without the section runs on processes
+            spool.open_run_spool(None)
             return
-        self._before = use_backend(ParallelSettings.from_parameters(values))
+        settings = ParallelSettings.from_parameters(values)
+        self._before = use_backend(settings)
+        remote = settings.backend == "dask" and settings.scheduler is not None
+        spool.open_run_spool(settings.spool, remote_workers=remote)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        """A partitioned dataset written from spooled values: their files go now (a memory
+        dataset keeps the handles for the next node, so theirs stay until the run ends)."""
+        from kedro.io import MemoryDataset
+
+        from face_health import spool
+
+        if self._catalog is None or not isinstance(data, dict):
+            return
+        try:
+            dataset = self._catalog.get(dataset_name)
+        except Exception:  # noqa: BLE001 - unknown to the catalog: keep the files till the end
+            return
+        if dataset is not None and not isinstance(dataset, MemoryDataset):
+            spool.remove_spooled(data)
 
     @hook_impl
     def after_pipeline_run(self, run_params: Any, pipeline: Any, catalog: Any) -> None:
@@ -238,8 +262,11 @@ class ParallelBackendHook:
         self._restore()
 
     def _restore(self) -> None:
+        from face_health import spool
         from face_health.parallel import close_dask, use_backend
 
+        spool.close_run_spool()
+        self._catalog = None
         if self._before is not None:
             use_backend(self._before)
             self._before = None

@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from face_health import spool
 from face_health.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -202,18 +203,20 @@ def map_subjects(
         _check_picklable(fn, kwargs, n_jobs=workers)
 
     outcomes: dict[str, Outcome | None] = dict.fromkeys((key for key, _ in pairs), None)
+    folder = spool.current()  # a Kedro run's spool: bulky results stay on disk (spool.py)
     with tqdm(total=len(pairs), desc=desc, unit="subject", disable=not progress) as bar:
         if min(workers, len(pairs)) <= 1 and not on_dask:
             for key, item in pairs:
-                outcomes[key] = _report(*_call(fn, key, item, kwargs))
+                with spool.writing_to(folder):
+                    outcomes[key] = _report(*_call(fn, key, item, kwargs))
                 bar.update()
         else:
             chunks = [pairs[i : i + chunksize] for i in range(0, len(pairs), chunksize)]
             if on_dask:  # the cluster's workers take the subjects (n_jobs: local processes)
-                results = _run_on_dask(fn, chunks, kwargs, bar)
+                results = _run_on_dask(fn, chunks, kwargs, folder, bar)
             else:
                 results = _run_in_processes(
-                    fn, chunks, kwargs, min(workers, len(chunks)), mp_context, bar
+                    fn, chunks, kwargs, folder, min(workers, len(chunks)), mp_context, bar
                 )
             for outcome in results:
                 outcomes[outcome.key] = outcome
@@ -415,9 +418,13 @@ def _call(
 
 
 def _call_chunk(
-    fn: Callable[..., Any], chunk: list[tuple[str, Any]], kwargs: dict[str, Any]
+    fn: Callable[..., Any],
+    chunk: list[tuple[str, Any]],
+    kwargs: dict[str, Any],
+    folder: str | None = None,
 ) -> list[tuple[Outcome, str]]:
-    return [_call(fn, key, item, kwargs) for key, item in chunk]
+    with spool.writing_to(folder):
+        return [_call(fn, key, item, kwargs) for key, item in chunk]
 
 
 def _report(outcome: Outcome, trace: str) -> Outcome:
@@ -494,6 +501,7 @@ def _run_in_processes(
     fn: Callable[..., Any],
     chunks: list[list[tuple[str, Any]]],
     kwargs: dict[str, Any],
+    folder: str | None,
     workers: int,
     mp_context: str,
     bar: tqdm,
@@ -502,7 +510,7 @@ def _run_in_processes(
     finished = False
     try:
         futures: dict[Future[list[tuple[Outcome, str]]], list[tuple[str, Any]]] = {
-            pool.submit(_call_chunk, fn, chunk, kwargs): chunk for chunk in chunks
+            pool.submit(_call_chunk, fn, chunk, kwargs, folder): chunk for chunk in chunks
         }
         pending = set(futures)
         while pending:
@@ -670,6 +678,7 @@ def _run_on_dask(
     fn: Callable[..., Any],
     chunks: list[list[tuple[str, Any]]],
     kwargs: dict[str, Any],
+    folder: str | None,
     bar: tqdm,
 ) -> Iterable[Outcome]:
     """The chunks as Dask tasks: outcomes as they finish, the same errors as the pool's."""
@@ -677,7 +686,7 @@ def _run_on_dask(
     client = dask_client()
     # kwargs go with every task, as with the pool (scattered data would die with a worker).
     futures = {
-        client.submit(_call_chunk, fn, chunk, kwargs, pure=False, retries=0): chunk
+        client.submit(_call_chunk, fn, chunk, kwargs, folder, pure=False, retries=0): chunk
         for chunk in chunks
     }
     finished = False

@@ -24,6 +24,7 @@ from face_health.landmarks.detector import detect_one, read_checkpoint, write_ch
 from face_health.landmarks.fit import train_checkpoint
 from face_health.parallel import check_failures, map_subjects
 from face_health.reporting import template_figure, views_contact_sheet
+from face_health.spool import loaded, spooled
 from face_health.tracking import lightning_logger
 from face_health.views.rendering import render_directional_views
 
@@ -74,7 +75,7 @@ def detect_landmarks(
         path = Path(tmp) / "landmarks.pt"
         write_checkpoint(landmark_model, path)
         outcomes = map_subjects(
-            detect_one,
+            _detect_one,
             dict(clean_meshes.items()),
             n_jobs=settings.n_jobs,
             desc="detecting landmarks",
@@ -87,7 +88,7 @@ def detect_landmarks(
             table, qc, vertices = outcome.value
             tables[f"{sid}.csv"] = table
             if vertices is not None:
-                fitted[sid] = pd.DataFrame(vertices, columns=["x", "y", "z"])
+                fitted[sid] = vertices
             rows.append({"subject_id": sid, **qc, "landmark_seconds": round(outcome.seconds, 3)})
         else:
             rows.append(outcome.failed_row("landmark"))
@@ -95,6 +96,13 @@ def detect_landmarks(
     limit = QcSettings.from_parameters(qc_parameters).max_failed_fraction
     check_failures(table, "landmark", max_failed_fraction=limit)
     return tables, table, fitted
+
+
+def _detect_one(mesh_loader: Callable[[], trimesh.Trimesh], **options: Any):
+    table, qc, vertices = detect_one(mesh_loader, **options)
+    if vertices is not None:  # the fitted face, left in the run's spool until it is saved
+        vertices = spooled(pd.DataFrame(vertices, columns=["x", "y", "z"]))
+    return table, qc, vertices
 
 
 def make_template(
@@ -124,8 +132,13 @@ def _align_one(job: tuple, template_table: pd.DataFrame, settings: AlignmentSett
     mesh_loader, landmark_loader, fitted_loader = job
     fitted = None if fitted_loader is None else fitted_loader()[["x", "y", "z"]].to_numpy(float)
     subject = align_subject(mesh_loader(), landmark_loader(), fitted, template_table, settings)
-    # encoded here, in the worker: the main process then only writes the GLB
-    return dataclasses.replace(subject, mesh=EncodedMesh.of(subject.mesh, ".glb"))
+    # encoded here, in the worker, and left in the run's spool (with the fitted face) until
+    # the main process writes it
+    return dataclasses.replace(
+        subject,
+        mesh=spooled(EncodedMesh.of(subject.mesh, ".glb")),
+        fitted=None if subject.fitted is None else spooled(subject.fitted),
+    )
 
 
 def align_faces(
@@ -135,10 +148,11 @@ def align_faces(
     template_landmarks: pd.DataFrame,
     alignment: dict[str, Any],
     qc_parameters: dict[str, Any],
-) -> tuple[dict[str, EncodedMesh], dict[str, pd.DataFrame], pd.DataFrame, dict[str, pd.DataFrame]]:
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame], pd.DataFrame, dict[str, Any]]:
     """Move every face onto the template (similarity fit of landmarks) and crop to the face.
 
-    Returns the aligned meshes (encoded as GLB, what ``aligned_meshes`` stores), their
+    Returns the aligned meshes (encoded as GLB, what ``aligned_meshes`` stores; spooled in a
+    Kedro run, as the fitted faces, see ``face_health.spool``), their
     landmarks in the template frame, a QC row each (the transform, the scale and the landmark
     residual in mm), and the fitted face models moved the same way (for the subjects that
     have one).
@@ -178,10 +192,10 @@ def align_faces(
     return meshes, landmark_tables, table, fitted
 
 
-def _render_one(
-    mesh_loader: Callable[[], trimesh.Trimesh], settings: ViewSettings
-) -> dict[str, np.ndarray]:
-    return render_directional_views(mesh_loader(), settings)
+def _render_one(mesh_loader: Callable[[], trimesh.Trimesh], settings: ViewSettings) -> dict:
+    # each view an image, left in the run's spool until the main process writes it
+    views = render_directional_views(mesh_loader(), settings)
+    return {name: spooled(Image.fromarray(image)) for name, image in views.items()}
 
 
 def render_face_views(
@@ -203,9 +217,14 @@ def render_face_views(
         else:
             logger.warning("views of %s failed: %s", sid, outcome.error)
     shown = sorted(rendered)[: settings.contact_sheet_subjects]
-    sheet = views_contact_sheet({sid: rendered[sid] for sid in shown})
+    sheet = views_contact_sheet(
+        {
+            sid: {name: np.asarray(loaded(image)) for name, image in rendered[sid].items()}
+            for sid in shown
+        }
+    )
     images = {
-        f"{sid}/{name}": Image.fromarray(image)
+        f"{sid}/{name}": image  # a PIL image, or its Spooled handle in a Kedro run
         for sid, by_view in rendered.items()
         for name, image in by_view.items()
     }

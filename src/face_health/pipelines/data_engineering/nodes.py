@@ -19,6 +19,7 @@ from face_health.ingest.splits import make_splits
 from face_health.ingest.storage import EncodedMesh
 from face_health.parallel import check_failures, map_subjects
 from face_health.reporting import contact_sheet, pick_diverse_subjects
+from face_health.spool import spooled
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +32,9 @@ def prepare_cohort(cohort: dict[str, Any]) -> dict[str, Any]:
 def _ingest_one(job: tuple[str, Callable[[], trimesh.Trimesh]], **options: Any):
     subject_id, load = job
     mesh, record = ingest_scan(load, subject_id, **options)
-    # encoded here, in the worker: the main process then only writes the GLB
-    return (None if mesh is None else EncodedMesh.of(mesh, ".glb")), record
+    # encoded here, in the worker, and left in the run's spool: the main process then only
+    # writes the GLB, one subject at a time
+    return (None if mesh is None else spooled(EncodedMesh.of(mesh, ".glb"))), record
 
 
 def ingest_scans(
@@ -40,9 +42,10 @@ def ingest_scans(
     raw_cohort: dict[str, Any],
     ingest: dict[str, Any],
     qc_parameters: dict[str, Any],
-) -> tuple[dict[str, EncodedMesh], pd.DataFrame]:
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """Read, convert to millimetres and clean every scan; one QC row per subject. The clean
-    meshes come encoded as GLB (``EncodedMesh``, what ``clean_meshes`` stores).
+    meshes come encoded as GLB (``EncodedMesh``, what ``clean_meshes`` stores; in a Kedro run
+    each behind a ``face_health.spool.Spooled`` handle, written when the partition is saved).
 
     A scan that cannot be used gets a ``failed`` row with the reason; the others go on,
     unless more than ``qc.max_failed_fraction`` of the cohort fails.
@@ -58,7 +61,7 @@ def ingest_scans(
         desc="ingesting scans",
         **settings.as_kwargs(),
     )
-    meshes: dict[str, EncodedMesh] = {}
+    meshes: dict[str, Any] = {}  # EncodedMesh, or its Spooled handle in a Kedro run
     rows = []
     for sid, outcome in outcomes.items():
         if not outcome.ok:  # a data error the reader raised (unreadable scan, ...)

@@ -27,6 +27,7 @@ from face_health.omics.pca import FacialOmics, explained_variance_figure
 from face_health.omics.regions import region_map_figure, segment_regions
 from face_health.omics.shape import ShapeFeatures
 from face_health.parallel import check_failures, map_subjects
+from face_health.spool import loaded, spooled
 from face_health.tracking import lightning_logger
 
 logger = logging.getLogger(__name__)
@@ -195,7 +196,9 @@ def template_region_centroids(
 def _subject_regions(job: tuple, centroids: dict, settings: RadiomicsSettings):
     mesh_loader, landmark_loader, fitted_loader = job
     fitted = None if fitted_loader is None else fitted_loader()[["x", "y", "z"]].to_numpy(float)
-    return subject_local_features(mesh_loader(), landmark_loader(), fitted, centroids, settings)
+    subject = subject_local_features(mesh_loader(), landmark_loader(), fitted, centroids, settings)
+    # the region labels (one row per mesh face) wait in the run's spool until they are saved
+    return spooled(pd.DataFrame({"region": subject.labels})), subject.radiomics, subject.qc
 
 
 def extract_region_radiomics(
@@ -235,15 +238,14 @@ def extract_region_radiomics(
         if not outcome.ok:
             qc_rows.append(outcome.failed_row("region"))
             continue
-        subject = outcome.value
-        labels[sid] = pd.DataFrame({"region": subject.labels})
-        rows.append({"subject_id": sid, **subject.radiomics})
-        qc_rows.append({"subject_id": sid, **subject.qc})
+        labels[sid], subject_radiomics, subject_qc = outcome.value
+        rows.append({"subject_id": sid, **subject_radiomics})
+        qc_rows.append({"subject_id": sid, **subject_qc})
     limit = QcSettings.from_parameters(qc_parameters).max_failed_fraction
     check_failures(pd.DataFrame(qc_rows), "region", max_failed_fraction=limit)
     shown = sorted(labels)[: settings.picture_subjects]
     picture = region_map_figure(
-        [(sid, aligned_meshes[sid](), _labels_to_map(labels[sid])) for sid in shown]
+        [(sid, aligned_meshes[sid](), _labels_to_map(loaded(labels[sid]))) for sid in shown]
     )
     return labels, pd.DataFrame(rows), pd.DataFrame(qc_rows), picture
 
